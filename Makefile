@@ -1,0 +1,29 @@
+# Everything runs inside .venv, created on first use. PYTHON must be a Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv test test-all demo lint clean
+
+$(BIN)/activate: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(BIN)/activate
+
+venv: $(BIN)/activate
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-all: venv
+	$(BIN)/python -m pytest -q --runslow
+
+demo: venv
+	$(BIN)/resunet demo
+
+lint: venv
+	$(BIN)/ruff check keras_resunet tests experiments export
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

@@ -1,0 +1,221 @@
+"""Data: dataset roots, the BSDS300 downloader, training patch pipelines and evaluation sets.
+
+Images are float32 NHWC in [0, 1]. Training degrades on the fly inside `tf.data`; evaluation
+sets degrade each whole image once with a seed derived from its index, so every run and every
+method sees the same noisy images.
+"""
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from keras_resunet.io import list_images, read_image
+
+DATA_ROOT_ENV = "KERAS_RESUNET_DATA"
+BSDS300_URL = (
+    "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz"
+)
+# SHA-256 over the sorted "relative/path sha256" lines of the 300 extracted images, computed on
+# the copy in ../shared/datasets/BSDS300 (see `tree_digest`); it checks what was extracted.
+BSDS300_IMAGES_DIGEST = "777515b52731e92d655edee528e2c50a93ba825bd886ec817de84fe13877e5a3"
+
+
+def default_data_root():
+    """`../shared/datasets` beside the project checkout, or None when absent."""
+    candidate = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    return candidate if candidate.is_dir() else None
+
+
+def resolve_data_root(data_root=None):
+    """The dataset root: the explicit argument, else $KERAS_RESUNET_DATA, else ../shared/datasets.
+
+    Raises:
+        FileNotFoundError: if the chosen root does not exist, or no root is found.
+    """
+    for source, value in (("argument", data_root), (DATA_ROOT_ENV, os.environ.get(DATA_ROOT_ENV))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise FileNotFoundError(f"Data root from {source} does not exist: {path}")
+            return path
+    fallback = default_data_root()
+    if fallback is None:
+        raise FileNotFoundError(
+            f"No dataset root: pass --data-root, set ${DATA_ROOT_ENV}, or place the data in "
+            "../shared/datasets (BSDS300 can be fetched with `resunet download-bsds300`)."
+        )
+    return fallback
+
+
+def tree_digest(folder, suffixes=(".jpg",)):
+    """SHA-256 of the sorted 'relative/path file-sha256' lines of files under `folder`."""
+    folder = Path(folder)
+    lines = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes):
+        lines.append(f"{path.relative_to(folder).as_posix()} {_file_sha256(path)}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def download_bsds300(destination, url=BSDS300_URL, expected_digest=BSDS300_IMAGES_DIGEST):
+    """Downloads and extracts BSDS300 to `destination/BSDS300`, verifying the image digest.
+
+    Extraction happens in a temporary folder that is renamed into place only after the check,
+    so an interrupted or corrupt download leaves nothing behind.
+
+    Returns:
+        Path of the extracted `BSDS300` folder.
+
+    Raises:
+        FileExistsError: if `destination/BSDS300` already exists.
+        ValueError: if the images' digest does not match.
+    """
+    destination = Path(destination)
+    target = destination / "BSDS300"
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination) as scratch:
+        archive = Path(scratch) / "BSDS300-images.tgz"
+        with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
+            shutil.copyfileobj(response, out)
+        with tarfile.open(archive) as tar:
+            tar.extractall(scratch, filter="data")
+        extracted = Path(scratch) / "BSDS300"
+        digest = tree_digest(extracted / "images")
+        if digest != expected_digest:
+            raise ValueError(f"BSDS300 digest mismatch: got {digest}, expected {expected_digest}")
+        extracted.rename(target)
+    return target
+
+
+def _file_sha256(path):
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def load_images(folder, channels=3, skip_unreadable=False, limit=None):
+    """Reads every image in `folder` as float32 (H, W, channels) arrays in [0, 1].
+
+    Raises:
+        FileNotFoundError, ImageReadError, ValueError: see `keras_resunet.io.list_images`.
+    """
+    paths = list_images(folder, skip_unreadable=skip_unreadable)[:limit]
+    return [read_image(path, channels) for path in paths], paths
+
+
+def _pack(images):
+    """Packs images of different sizes into one flat uint8 buffer plus offsets and shapes, so a
+    `tf.data` map can slice any image out by index without Python in the loop."""
+    arrays = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in images]
+    shapes = np.array([a.shape for a in arrays], dtype=np.int64)
+    sizes = np.prod(shapes, axis=1)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    flat = np.concatenate([a.reshape(-1) for a in arrays])
+    return tf.constant(flat), tf.constant(offsets), tf.constant(shapes)
+
+
+def patch_dataset(
+    images,
+    degradation,
+    patch_size=32,
+    batch_size=64,
+    seed=0,
+    augment=True,
+    shuffle_buffer=1024,
+):
+    """An infinite `tf.data.Dataset` of (degraded, clean) patch batches for training.
+
+    Each element picks an image uniformly, crops a random `patch_size` square, applies a random
+    flip / 90-degree rotation when `augment`, and degrades it on the fly. Every random choice
+    comes from stateless seeds derived from `seed`, so the stream is reproducible.
+
+    Args:
+        images: list of float32 (H, W, C) arrays in [0, 1], all with the same C.
+        degradation: callable `(images, seed) -> degraded` (see `keras_resunet.degradations`).
+        patch_size: int, square patch side; every image must be at least this large.
+        batch_size: int.
+        seed: int.
+        augment: bool, random flips and rotations.
+        shuffle_buffer: int, patches shuffled across images.
+
+    Returns:
+        `tf.data.Dataset` of `(degraded, clean)` float32 tensors (batch, patch, patch, C).
+    """
+    if not images:
+        raise ValueError("`images` is empty")
+    channels = {image.shape[-1] for image in images}
+    if len(channels) != 1:
+        raise ValueError(f"All images must have the same channel count. Received: {channels}")
+    channels = channels.pop()
+    small = [i for i, image in enumerate(images) if min(image.shape[:2]) < patch_size]
+    if small:
+        raise ValueError(
+            f"Images {small[:5]} are smaller than patch_size={patch_size}; crop or drop them."
+        )
+    flat, offsets, shapes = _pack(images)
+    count = len(images)
+
+    def make_patch(element_seed):
+        seeds = tf.random.experimental.stateless_split(element_seed, 4)
+        index = tf.random.stateless_uniform([], seeds[0], 0, count, dtype=tf.int64)
+        shape = shapes[index]
+        image = tf.reshape(flat[offsets[index] : offsets[index] + tf.reduce_prod(shape)], shape)
+        patch = tf.image.stateless_random_crop(image, [patch_size, patch_size, channels], seeds[1])
+        patch = tf.cast(patch, tf.float32) / 255.0
+        if augment:
+            patch = tf.image.stateless_random_flip_left_right(patch, seeds[2])
+            turns = tf.random.stateless_uniform([], seeds[3], 0, 4, dtype=tf.int32)
+            patch = tf.image.rot90(patch, turns)
+        return patch
+
+    def degrade(clean, batch_seed):
+        degraded = degradation(clean, batch_seed)
+        return tf.ensure_shape(degraded, clean.shape), clean
+
+    patch_seeds = tf.data.Dataset.random(seed=seed).map(_to_seed)
+    batch_seeds = tf.data.Dataset.random(seed=seed + 1).map(_to_seed)
+    patches = patch_seeds.map(make_patch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    patches = patches.shuffle(shuffle_buffer, seed=seed).batch(batch_size, drop_remainder=True)
+    batches = tf.data.Dataset.zip(patches, batch_seeds).map(
+        degrade, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _to_seed(value):
+    return tf.stack([value, value // 7 + 1])
+
+
+def evaluation_pairs(images, degradation, seed=0):
+    """Degrades each whole image once with the seed (seed, index); returns (degraded, clean) lists.
+
+    The same `seed` gives the same degraded images, so tables compare methods on equal inputs.
+    """
+    degraded = [
+        degradation(tf.constant(image), tf.constant([seed, index], tf.int64)).numpy()
+        for index, image in enumerate(images)
+    ]
+    return degraded, list(images)
+
+
+def evaluation_dataset(images, degradation, seed=0):
+    """`evaluation_pairs` as a `tf.data.Dataset` of single-image batches (degraded, clean)."""
+    degraded, clean = evaluation_pairs(images, degradation, seed)
+
+    def generate():
+        for pair in zip(degraded, clean):
+            yield pair
+
+    channels = images[0].shape[-1]
+    spec = tf.TensorSpec((None, None, channels), tf.float32)
+    return tf.data.Dataset.from_generator(generate, output_signature=(spec, spec)).batch(1)

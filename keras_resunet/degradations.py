@@ -1,0 +1,263 @@
+"""Seeded image degradations: additive Gaussian noise, blur kernels, blur + noise.
+
+Images are float32 in [0, 1], shaped (H, W, C) or (N, H, W, C). Every random degradation takes an
+explicit stateless seed (a shape-[2] int tensor), so the same seed gives the same noise inside
+`tf.data`, on batches and in evaluation sets; there is no global RNG state.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+# ---------------------------------------------------------------------------------------------
+# Kernels: numpy float32 arrays (kh, kw), normalized to sum 1.
+
+
+def normalize_kernel(kernel):
+    """Returns `kernel` as float32 scaled to sum 1.
+
+    Raises:
+        ValueError: if the kernel is not 2-D, has negative or non-finite entries, or sums to 0.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 2 or min(kernel.shape) < 1:
+        raise ValueError(f"A blur kernel must be a non-empty 2-D array. Received shape {kernel.shape}")
+    if not np.all(np.isfinite(kernel)) or np.any(kernel < 0):
+        raise ValueError("A blur kernel must have finite, non-negative entries.")
+    total = kernel.sum()
+    if total <= 0:
+        raise ValueError("A blur kernel must have a positive sum.")
+    return (kernel / total).astype(np.float32)
+
+
+def gaussian_kernel(size=7, sigma=1.6):
+    """Isotropic Gaussian kernel of odd `size` and standard deviation `sigma` (pixels)."""
+    _check_size(size)
+    if sigma <= 0:
+        raise ValueError(f"`sigma` must be > 0. Received: sigma={sigma}")
+    radius = np.arange(size) - (size - 1) / 2
+    profile = np.exp(-0.5 * (radius / sigma) ** 2)
+    return normalize_kernel(np.outer(profile, profile))
+
+
+def box_kernel(size=5):
+    """Uniform `size` x `size` kernel."""
+    _check_size(size)
+    return normalize_kernel(np.ones((size, size)))
+
+
+def motion_kernel(length=7, angle=0.0, size=None):
+    """Linear motion blur: a line of `length` pixels at `angle` degrees through the centre.
+
+    The line is drawn with 4x supersampling so that oblique angles are smooth.
+    """
+    size = size or (length if length % 2 else length + 1)
+    _check_size(size)
+    if length < 1:
+        raise ValueError(f"`length` must be >= 1. Received: length={length}")
+    kernel = np.zeros((size, size))
+    centre = (size - 1) / 2
+    theta = np.deg2rad(angle)
+    for t in np.linspace(-(length - 1) / 2, (length - 1) / 2, 4 * length):
+        row = int(round(centre - t * np.sin(theta)))
+        col = int(round(centre + t * np.cos(theta)))
+        if 0 <= row < size and 0 <= col < size:
+            kernel[row, col] += 1
+    return normalize_kernel(kernel)
+
+
+def digit_kernel(digit=7, size=7, index=0):
+    """A handwritten-digit shaped PSF (the poster's kind), from scikit-learn's 8x8 digits.
+
+    Args:
+        digit: int 0-9, which digit.
+        size: odd int, kernel side; the 8x8 digit is resampled to it.
+        index: which sample of that digit (0 = first in the data set).
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    _check_size(size)
+    digits = load_digits()
+    samples = digits.images[digits.target == digit]
+    if not 0 <= index < len(samples):
+        raise ValueError(f"`index` must be in [0, {len(samples)}). Received: index={index}")
+    image = Image.fromarray(samples[index].astype(np.float32))
+    resized = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.float64)
+    return normalize_kernel(np.clip(resized, 0, None))
+
+
+def load_kernel(path):
+    """Loads a kernel from `.npy`, a text file of numbers (`np.loadtxt`) or a grayscale image."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Kernel file not found: {path}")
+    try:
+        if path.suffix == ".npy":
+            kernel = np.load(path)
+        elif path.suffix in (".txt", ".csv"):
+            kernel = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                kernel = np.asarray(image.convert("F"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Could not read a kernel from {path}: {error}") from error
+    return normalize_kernel(kernel)
+
+
+KERNELS = {
+    "gaussian": gaussian_kernel,
+    "box": box_kernel,
+    "motion": motion_kernel,
+    "digit": digit_kernel,
+}
+
+
+def make_kernel(name, **kwargs):
+    """Builds a named kernel ("gaussian", "box", "motion", "digit") or loads `name` as a file."""
+    if name in KERNELS:
+        return KERNELS[name](**kwargs)
+    if Path(name).suffix:
+        return load_kernel(name)
+    raise ValueError(f"Unknown kernel {name!r}. Valid names: {sorted(KERNELS)} or a file path")
+
+
+def _check_size(size):
+    if not isinstance(size, int) or size < 1 or size % 2 == 0:
+        raise ValueError(f"Kernel `size` must be a positive odd int. Received: size={size!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Degradations: callables `(images, seed) -> degraded`.
+
+
+def _as_batch(images):
+    images = tf.convert_to_tensor(images, dtype=tf.float32)
+    if images.shape.rank == 3:
+        return images[None], True
+    if images.shape.rank == 4:
+        return images, False
+    raise ValueError(f"Images must be (H, W, C) or (N, H, W, C). Received shape {images.shape}")
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    """Additive white Gaussian noise, not clipped (the reference protocol).
+
+    Args:
+        sigma: float >= 0, the noise standard deviation on the [0, 1] scale (0.1 = 25.5/255).
+        sigma_range: optional (low, high); if given, each image draws its sigma uniformly from it
+            (blind denoising) and `sigma` is ignored.
+    """
+
+    sigma: float = 0.1
+    sigma_range: tuple | None = None
+
+    def __post_init__(self):
+        if self.sigma_range is None:
+            if self.sigma < 0:
+                raise ValueError(f"`sigma` must be >= 0. Received: sigma={self.sigma}")
+        else:
+            low, high = self.sigma_range
+            if not 0 <= low <= high:
+                raise ValueError(
+                    f"`sigma_range` must be (low, high) with 0 <= low <= high. "
+                    f"Received: sigma_range={self.sigma_range}"
+                )
+
+    def __call__(self, images, seed):
+        batch, single = _as_batch(images)
+        noise_seed, sigma_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if self.sigma_range is None:
+            sigma = tf.constant(self.sigma, tf.float32)
+        else:
+            sigma = tf.random.stateless_uniform(
+                [tf.shape(batch)[0], 1, 1, 1], sigma_seed, self.sigma_range[0], self.sigma_range[1]
+            )
+        noisy = batch + sigma * tf.random.stateless_normal(tf.shape(batch), noise_seed)
+        return noisy[0] if single else noisy
+
+
+@dataclass(frozen=True)
+class Blur:
+    """Convolution with a fixed kernel (normalized to sum 1).
+
+    Args:
+        kernel: 2-D array.
+        mode: "circular" (FFT, periodic boundary: the poster's code) or "same" (spatial
+            convolution with reflected borders, so a constant image stays constant).
+    """
+
+    kernel: np.ndarray
+    mode: str = "circular"
+
+    def __post_init__(self):
+        object.__setattr__(self, "kernel", normalize_kernel(self.kernel))
+        if self.mode not in ("circular", "same"):
+            raise ValueError(f"`mode` must be 'circular' or 'same'. Received: mode={self.mode!r}")
+
+    def __call__(self, images, seed=None):
+        batch, single = _as_batch(images)
+        if self.mode == "circular":
+            blurred = _circular_convolve(batch, self.kernel)
+        else:
+            blurred = _same_convolve(batch, self.kernel)
+        return blurred[0] if single else blurred
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Applies degradations in order, each with its own seed split from the given one."""
+
+    steps: tuple
+
+    def __call__(self, images, seed):
+        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(self.steps)))
+        for step, step_seed in zip(self.steps, seeds):
+            images = step(images, step_seed)
+        return images
+
+
+def make_degradation(task, sigma=0.1, sigma_range=None, kernel=None, blur_mode="circular"):
+    """The degradation for a task name.
+
+    Args:
+        task: "denoise" (noise only) or "deblur_denoise" (blur, then noise).
+        sigma, sigma_range: noise level, see `GaussianNoise`.
+        kernel: 2-D kernel for "deblur_denoise"; default a 7x7 Gaussian with sigma 1.6.
+        blur_mode: "circular" or "same".
+    """
+    noise = GaussianNoise(sigma=sigma, sigma_range=None if sigma_range is None else tuple(sigma_range))
+    if task == "denoise":
+        return noise
+    if task == "deblur_denoise":
+        kernel = gaussian_kernel(7, 1.6) if kernel is None else kernel
+        return Compose((Blur(kernel, mode=blur_mode), noise))
+    raise ValueError(f"Unknown task {task!r}. Valid tasks: ['deblur_denoise', 'denoise']")
+
+
+def _circular_convolve(batch, kernel):
+    kh, kw = kernel.shape
+    height, width = tf.shape(batch)[1], tf.shape(batch)[2]
+    padded = tf.pad(tf.constant(kernel), [[0, height - kh], [0, width - kw]])
+    # Move the kernel centre to (0, 0) so the blur does not shift the image.
+    centred = tf.roll(padded, shift=[-(kh // 2), -(kw // 2)], axis=[0, 1])
+    channels_first = tf.transpose(batch, [0, 3, 1, 2])
+    spectrum = tf.signal.rfft2d(channels_first) * tf.signal.rfft2d(centred)
+    blurred = tf.signal.irfft2d(spectrum, fft_length=[height, width])
+    return tf.transpose(blurred, [0, 2, 3, 1])
+
+
+def _same_convolve(batch, kernel):
+    kh, kw = kernel.shape
+    channels = batch.shape[-1]
+    padded = tf.pad(
+        batch, [[0, 0], [kh // 2, (kh - 1) // 2], [kw // 2, (kw - 1) // 2], [0, 0]], mode="REFLECT"
+    )
+    # Convolution, not correlation: flip the kernel.
+    filters = np.tile(kernel[::-1, ::-1, None, None], (1, 1, channels, 1))
+    return tf.nn.depthwise_conv2d(padded, filters, strides=[1, 1, 1, 1], padding="VALID")

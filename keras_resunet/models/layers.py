@@ -1,0 +1,117 @@
+"""Small custom layers the builders need, written with `keras.ops` only.
+
+They exist because the stock Keras layers either do not export with dynamic height and width
+(`UpSampling2D(interpolation="bilinear")` fails in a SavedModel with unknown H, W: it branches on
+a symbolic shape) or have no equivalent (pad to a multiple of 2**depth and crop back).
+"""
+
+import keras
+from keras import ops
+
+_PACKAGE = "keras_resunet"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PadToMultiple(keras.layers.Layer):
+    """Reflect-pads the bottom and right of NHWC images so H and W are multiples of `multiple`.
+
+    Reflection needs the pad to be smaller than the image side, so sides must be at least
+    `multiple // 2 + 1` pixels (see `minimum_size`).
+
+    Args:
+        multiple: int >= 1, usually `2**depth` of the UNet.
+    """
+
+    def __init__(self, multiple, **kwargs):
+        super().__init__(**kwargs)
+        if int(multiple) < 1:
+            raise ValueError(f"`multiple` must be >= 1. Received: multiple={multiple}")
+        self.multiple = int(multiple)
+
+    def call(self, x):
+        if self.multiple == 1:
+            return x
+        shape = ops.shape(x)
+        pad_h = (-shape[1]) % self.multiple
+        pad_w = (-shape[2]) % self.multiple
+        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, input_shape):
+        def padded(side):
+            return None if side is None else side + (-side) % self.multiple
+
+        return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+def minimum_size(multiple):
+    """Smallest image side `PadToMultiple(multiple)` accepts (reflection must fit in the image)."""
+    return 1 if multiple == 1 else multiple // 2 + 1
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CropToMatch(keras.layers.Layer):
+    """Crops `x` (first input) to the height and width of `reference` (second input)."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        shape = ops.shape(reference)
+        return x[:, : shape[1], : shape[2], :]
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, reference_shape = input_shapes
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Upsample2x(keras.layers.Layer):
+    """x2 spatial upsampling, nearest or bilinear, exportable with dynamic H and W.
+
+    Bilinear uses half-pixel centres with edge clamping, identical to `tf.image.resize(...,
+    "bilinear")` and PyTorch's `align_corners=False`. It is computed as nearest-neighbour
+    repetition followed by a fixed separable [1/4, 1/2, 1/4] filter on an edge-replicated border,
+    which needs only repeat, concatenate and a depthwise convolution: ops every exporter knows.
+
+    Args:
+        interpolation: "bilinear" (default) or "nearest".
+    """
+
+    def __init__(self, interpolation="bilinear", **kwargs):
+        super().__init__(**kwargs)
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(
+                "`interpolation` must be 'bilinear' or 'nearest'. "
+                f"Received: interpolation={interpolation!r}"
+            )
+        self.interpolation = interpolation
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError("Upsample2x needs a known channel count.")
+        if self.interpolation == "bilinear":
+            taps = ops.convert_to_numpy(ops.array([0.25, 0.5, 0.25], dtype="float32"))
+            kernel = taps[:, None] * taps[None, :]
+            kernel = kernel[:, :, None, None].repeat(channels, axis=2)
+            # A constant, not a weight: it is not trained and need not be saved.
+            self._kernel = kernel
+
+    def call(self, x):
+        x = ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
+        if self.interpolation == "nearest":
+            return x
+        x = ops.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
+        x = ops.concatenate([x[:, :, :1], x, x[:, :, -1:]], axis=2)
+        kernel = ops.cast(ops.convert_to_tensor(self._kernel), x.dtype)
+        return ops.depthwise_conv(x, kernel, strides=1, padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        def doubled(side):
+            return None if side is None else 2 * side
+
+        return (input_shape[0], doubled(input_shape[1]), doubled(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "interpolation": self.interpolation}

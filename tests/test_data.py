@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_resunet import data
+from keras_resunet.degradations import GaussianNoise, make_degradation
+from keras_resunet.io import ImageReadError, list_images, read_image, save_image, to_uint8
+from tests.conftest import smooth_image
+
+
+def _write_folder(folder, count=3, size=(40, 36), mode="RGB"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        image = to_uint8(smooth_image(size[1], size[0], 3, seed=index))
+        Image.fromarray(image).convert(mode).save(folder / f"img{index}.png")
+    return folder
+
+
+def test_read_image_converts_channels(tmp_path):
+    _write_folder(tmp_path, count=1, mode="L")
+    gray = read_image(tmp_path / "img0.png", channels=1)
+    rgb = read_image(tmp_path / "img0.png", channels=3)
+    assert gray.shape == (36, 40, 1) and rgb.shape == (36, 40, 3)
+    assert gray.dtype == np.float32 and 0 <= gray.min() and gray.max() <= 1
+    np.testing.assert_array_equal(rgb[..., 0], gray[..., 0])
+
+
+def test_sixteen_bit_png_keeps_precision(tmp_path):
+    values = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    image = read_image(tmp_path / "deep.png", channels=1)
+    np.testing.assert_allclose(image[..., 0], values / 65535.0, atol=1e-6)
+
+
+def test_corrupt_file_is_named_or_skipped(tmp_path):
+    folder = _write_folder(tmp_path / "imgs")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (folder / "notes.txt").write_text("hello")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        list_images(folder)
+    with pytest.warns(UserWarning, match="notes.txt"):
+        paths = list_images(folder, skip_unreadable=True)
+    assert [p.name for p in paths] == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_empty_and_missing_folders_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="No images"):
+        list_images(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        list_images(tmp_path / "nope")
+    with pytest.raises(ImageReadError, match="missing.png"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_save_image_is_atomic_and_round_trips(tmp_path):
+    image = smooth_image(20, 30)
+    save_image(tmp_path / "out.png", image)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    np.testing.assert_allclose(read_image(tmp_path / "out.png"), image, atol=1 / 255)
+
+
+def test_patch_dataset_shapes_statistics_and_reproducibility(tmp_path):
+    images, _ = data.load_images(_write_folder(tmp_path), channels=3)
+    dataset = data.patch_dataset(images, GaussianNoise(0.1), patch_size=16, batch_size=8, seed=5)
+    noisy, clean = next(iter(dataset))
+    assert noisy.shape == (8, 16, 16, 3) and clean.shape == (8, 16, 16, 3)
+    assert abs(float(np.std(noisy - clean)) - 0.1) < 0.01
+    assert 0 <= float(np.min(clean)) and float(np.max(clean)) <= 1
+    again = next(iter(data.patch_dataset(images, GaussianNoise(0.1), 16, 8, seed=5)))
+    np.testing.assert_array_equal(noisy, again[0])
+    other = next(iter(data.patch_dataset(images, GaussianNoise(0.1), 16, 8, seed=6)))
+    assert not np.array_equal(noisy, other[0])
+
+
+def test_patch_dataset_rejects_small_images():
+    with pytest.raises(ValueError, match="smaller than patch_size"):
+        data.patch_dataset([smooth_image(10, 10)], GaussianNoise(0.1), patch_size=16)
+
+
+def test_evaluation_pairs_are_fixed_per_seed():
+    images = [smooth_image(20, 24, seed=i) for i in range(3)]
+    degradation = make_degradation("deblur_denoise")
+    first, clean = data.evaluation_pairs(images, degradation, seed=1)
+    second, _ = data.evaluation_pairs(images, degradation, seed=1)
+    for a, b, c in zip(first, second, clean):
+        np.testing.assert_array_equal(a, b)
+        assert a.shape == c.shape
+    assert not np.array_equal(first[0], first[1][:, :24])  # each image gets its own noise
+    batches = list(data.evaluation_dataset(images, degradation, seed=1))
+    np.testing.assert_array_equal(batches[2][0][0], first[2])
+
+
+def test_data_root_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path))
+    assert data.resolve_data_root() == tmp_path
+    assert data.resolve_data_root(tmp_path / "..") == tmp_path / ".."
+    with pytest.raises(FileNotFoundError, match="argument"):
+        data.resolve_data_root(tmp_path / "missing")
+    monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path / "gone"))
+    with pytest.raises(FileNotFoundError, match=data.DATA_ROOT_ENV):
+        data.resolve_data_root()
+
+
+def test_download_refuses_existing_target_and_checks_digest(tmp_path):
+    (tmp_path / "BSDS300").mkdir()
+    with pytest.raises(FileExistsError):
+        data.download_bsds300(tmp_path)
+    # a local archive through a file:// URL: the digest check rejects the wrong content
+    import tarfile
+
+    source = _write_folder(tmp_path / "src" / "BSDS300" / "images" / "train", count=1)
+    archive = tmp_path / "fake.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source.parents[1], arcname="BSDS300")
+    target = tmp_path / "dest"
+    with pytest.raises(ValueError, match="digest mismatch"):
+        data.download_bsds300(target, url=archive.as_uri())
+    assert list(target.iterdir()) == []  # nothing half-written
+    digest = data.tree_digest(source.parents[1] / "images", suffixes=(".png",))
+    assert len(digest) == 64
+
+
+def test_shared_bsds300_matches_the_shipped_digest(shared_datasets):
+    assert data.tree_digest(shared_datasets / "BSDS300" / "images") == data.BSDS300_IMAGES_DIGEST
+    images, paths = data.load_images(shared_datasets / "CBSD68", limit=2)
+    assert len(images) == 2 and images[0].shape[-1] == 3 and paths[0].suffix == ".png"

@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resunet import degradations as deg
+from tests.conftest import smooth_image
+
+SEED = tf.constant([3, 4], tf.int64)
+
+
+def test_noise_has_requested_std_and_is_seeded():
+    clean = np.full((4, 64, 64, 3), 0.5, np.float32)
+    noisy = deg.GaussianNoise(sigma=0.1)(clean, SEED).numpy()
+    residual = noisy - clean
+    assert abs(residual.std() - 0.1) < 0.002
+    assert abs(residual.mean()) < 0.002
+    assert noisy.max() > 1.0 - 0.5 + 0.3  # not clipped: the protocol keeps the tails
+    np.testing.assert_array_equal(deg.GaussianNoise(0.1)(clean, SEED), noisy)
+    assert not np.array_equal(deg.GaussianNoise(0.1)(clean, SEED + 1), noisy)
+
+
+def test_noise_sigma_range_draws_one_sigma_per_image():
+    clean = np.zeros((64, 32, 32, 1), np.float32)
+    noisy = deg.GaussianNoise(sigma_range=(0.0, 0.2))(clean, SEED).numpy()
+    stds = noisy.reshape(64, -1).std(axis=1)
+    assert 0.0 <= stds.min() < 0.05 and 0.15 < stds.max() <= 0.21
+    assert abs(stds.mean() - 0.1) < 0.03
+
+
+def test_single_image_and_batch_agree_in_shape():
+    image = smooth_image(20, 30)
+    assert deg.GaussianNoise(0.1)(image, SEED).shape == (20, 30, 3)
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        deg.gaussian_kernel(7, 1.6),
+        deg.box_kernel(5),
+        deg.motion_kernel(7, 30),
+        deg.digit_kernel(7, 7),
+    ],
+)
+def test_kernels_sum_to_one_and_blur_keeps_constants(kernel):
+    assert kernel.dtype == np.float32
+    assert abs(kernel.sum() - 1) < 1e-6
+    constant = np.full((2, 19, 23, 3), 0.37, np.float32)
+    for mode in ("circular", "same"):
+        np.testing.assert_allclose(deg.Blur(kernel, mode)(constant), constant, atol=1e-5)
+
+
+def test_circular_blur_matches_numpy_fft_reference():
+    image = np.random.default_rng(0).random((1, 16, 20, 1)).astype(np.float32)
+    kernel = deg.motion_kernel(5, 45)
+    blurred = deg.Blur(kernel, "circular")(image).numpy()[0, :, :, 0]
+    # direct circular convolution: sum_k kernel[k] * image[x - (k - centre)]
+    expected = np.zeros((16, 20))
+    for (i, j), weight in np.ndenumerate(kernel):
+        expected += weight * np.roll(image[0, :, :, 0], (i - 2, j - 2), axis=(0, 1))
+    np.testing.assert_allclose(blurred, expected, atol=1e-5)
+
+
+def test_same_blur_matches_circular_away_from_borders():
+    image = np.random.default_rng(1).random((1, 24, 24, 3)).astype(np.float32)
+    kernel = deg.motion_kernel(7, 10)  # asymmetric: catches a missing flip
+    circular = deg.Blur(kernel, "circular")(image).numpy()
+    same = deg.Blur(kernel, "same")(image).numpy()
+    np.testing.assert_allclose(same[:, 4:-4, 4:-4], circular[:, 4:-4, 4:-4], atol=1e-5)
+
+
+def test_blur_noise_composition_is_deterministic():
+    degradation = deg.make_degradation("deblur_denoise", sigma=0.05)
+    image = smooth_image()
+    first = degradation(image, SEED).numpy()
+    np.testing.assert_array_equal(first, degradation(image, SEED).numpy())
+    blurred = deg.Blur(deg.gaussian_kernel(7, 1.6))(image).numpy()
+    assert abs((first - blurred).std() - 0.05) < 0.005
+
+
+def test_load_kernel_from_files(tmp_path):
+    kernel = np.arange(9, dtype=np.float32).reshape(3, 3)
+    np.save(tmp_path / "k.npy", kernel)
+    np.savetxt(tmp_path / "k.txt", kernel)
+    for name in ("k.npy", "k.txt"):
+        np.testing.assert_allclose(deg.make_kernel(str(tmp_path / name)), kernel / 36, atol=1e-7)
+    (tmp_path / "bad.npy").write_text("not numpy")
+    with pytest.raises(ValueError, match="bad.npy"):
+        deg.load_kernel(tmp_path / "bad.npy")
+    with pytest.raises(FileNotFoundError):
+        deg.load_kernel(tmp_path / "missing.npy")
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: deg.gaussian_kernel(4), "odd"),
+        (lambda: deg.normalize_kernel(-np.ones((3, 3))), "non-negative"),
+        (lambda: deg.GaussianNoise(sigma=-1), "sigma"),
+        (lambda: deg.GaussianNoise(sigma_range=(0.3, 0.1)), "sigma_range"),
+        (lambda: deg.Blur(np.ones((3, 3)), mode="fft"), "mode"),
+        (lambda: deg.make_degradation("inpaint"), "Unknown task"),
+        (lambda: deg.make_kernel("airy"), "Unknown kernel"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_degradation_works_inside_tf_data():
+    images = tf.data.Dataset.from_tensor_slices(np.zeros((4, 16, 16, 1), np.float32))
+    seeds = tf.data.Dataset.from_tensor_slices(np.arange(8, dtype=np.int64).reshape(4, 2))
+    noise = deg.GaussianNoise(0.1)
+    out = list(tf.data.Dataset.zip(images, seeds).map(lambda x, s: noise(x, s)))
+    assert len(out) == 4 and all(abs(float(tf.math.reduce_std(o)) - 0.1) < 0.03 for o in out)

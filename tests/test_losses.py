@@ -1,0 +1,58 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_resunet.losses import PerceptualLoss, RestorationLoss, vgg_preprocess
+
+LAYERS = {"block1_conv2": 1.0, "block2_conv2": 0.5}
+
+
+def test_vgg_preprocess_is_keras_caffe_convention():
+    rgb = np.random.default_rng(0).random((1, 4, 4, 3)).astype(np.float32)
+    expected = keras.applications.vgg19.preprocess_input(rgb * 255.0)
+    np.testing.assert_allclose(vgg_preprocess(rgb), expected, atol=1e-4)
+    gray = rgb[..., :1]
+    np.testing.assert_allclose(
+        vgg_preprocess(gray), keras.applications.vgg19.preprocess_input(np.repeat(gray, 3, -1) * 255),
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("backbone", ["vgg19", "vgg16"])
+def test_perceptual_loss_is_zero_for_equal_images_and_positive_otherwise(backbone):
+    loss = PerceptualLoss(layer_weights=LAYERS, backbone=backbone, weights=None)
+    rng = np.random.default_rng(0)
+    clean = rng.random((2, 32, 32, 3)).astype(np.float32)
+    assert float(loss(clean, clean)) == pytest.approx(0.0, abs=1e-8)
+    assert float(loss(clean, np.clip(clean + 0.1, 0, 1))) > 0
+    gray = clean[..., :1]
+    assert float(loss(gray, gray * 0.5)) > 0
+
+
+def test_restoration_loss_combines_terms():
+    rng = np.random.default_rng(1)
+    clean = rng.random((2, 32, 32, 3)).astype(np.float32)
+    restored = clean + 0.1
+    mse_only = RestorationLoss(alpha=100.0)
+    assert float(mse_only(clean, restored)) == pytest.approx(100 * 0.01, rel=1e-4)
+    combined = RestorationLoss(
+        alpha=100.0, beta=2.0, perceptual={"layer_weights": LAYERS, "weights": None}
+    )
+    terms = {k: float(np.mean(v)) for k, v in combined.terms(clean, restored).items()}
+    assert float(combined(clean, restored)) == pytest.approx(
+        100 * terms["mse"] + 2 * terms["perceptual"], rel=1e-4
+    )
+
+
+def test_losses_serialize():
+    loss = RestorationLoss(alpha=10, beta=1, perceptual={"layer_weights": LAYERS})
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert restored.alpha == 10 and restored.perceptual.layer_weights == LAYERS
+    assert restored.perceptual.weights is None
+
+
+def test_unknown_layer_or_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="block9_conv1"):
+        PerceptualLoss(layer_weights={"block9_conv1": 1.0})
+    with pytest.raises(ValueError, match="resnet"):
+        PerceptualLoss(backbone="resnet")
