@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _demo(args):
@@ -14,6 +15,40 @@ def _download(args):
     from keras_resunet.data import download_bsds300
 
     print(download_bsds300(args.destination))
+
+
+def _export(args):
+    from keras_resunet.export import ExportOptions, export_model, parse_size
+
+    options = ExportOptions(
+        formats=tuple(args.formats.split(",")),
+        quantizations=tuple(args.quantize.split(",")),
+        fixed_size=parse_size(args.fixed_size) if args.fixed_size else None,
+        overwrite=args.overwrite,
+    )
+    images = _check_images(args.representative_data, limit=16)
+    export_model(args.model, args.out, options, check_images=images)
+    print(f"exported to {args.out}")
+
+
+def _check_images(folder, limit):
+    """Images for verification and int8 calibration: the given folder, else BSDS300 train when
+    a data root is found, else scikit-image's sample photographs."""
+    from keras_resunet import data
+
+    if folder is None:
+        try:
+            folder = data.resolve_data_root() / "BSDS300" / "images" / "train"
+        except FileNotFoundError:
+            folder = None
+    if folder is not None and Path(folder).is_dir():
+        rgb, _ = data.load_images(folder, channels=3, limit=limit)
+    else:
+        from keras_resunet.demo import TRAIN_IMAGES, sample_image
+
+        rgb = [sample_image(name) for name in TRAIN_IMAGES]
+    gray = [image.mean(axis=-1, keepdims=True) for image in rgb]
+    return rgb + gray
 
 
 def build_parser():
@@ -30,6 +65,16 @@ def build_parser():
     download = commands.add_parser("download-bsds300", help="fetch BSDS300 (needs internet)")
     download.add_argument("destination", help="folder that will hold BSDS300/")
     download.set_defaults(handler=_download)
+
+    export = commands.add_parser("export", help="export a .keras model (SavedModel/TFLite/ONNX)")
+    export.add_argument("--model", required=True, help="a .keras model file")
+    export.add_argument("--out", required=True, help="output folder (must not exist)")
+    export.add_argument("--formats", default="savedmodel,tflite,onnx")
+    export.add_argument("--quantize", default="none", help="none,fp16,dynamic,int8 (TFLite)")
+    export.add_argument("--fixed-size", help="HxW: static TFLite input for GPU/NPU delegates")
+    export.add_argument("--representative-data", help="image folder for int8 calibration")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(handler=_export)
     return parser
 
 
@@ -37,7 +82,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"resunet {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -32,9 +32,15 @@ class PadToMultiple(keras.layers.Layer):
         if self.multiple == 1:
             return x
         shape = ops.shape(x)
-        pad_h = (-shape[1]) % self.multiple
-        pad_w = (-shape[2]) % self.multiple
-        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
+        # (m - h % m) % m rather than (-h) % m: ONNX converters turn the modulo of a negative
+        # number into C's remainder, which would give a negative pad.
+        pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
+        pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
+        x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
+        return _restore_channels(x, shape[1] + pad_h, shape[2] + pad_w, self._channels)
+
+    def build(self, input_shape):
+        self._channels = input_shape[-1]
 
     def compute_output_shape(self, input_shape):
         def padded(side):
@@ -44,6 +50,12 @@ class PadToMultiple(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "multiple": self.multiple}
+
+
+def _restore_channels(x, height, width, channels):
+    """Re-states the static channel count that dynamic pad / repeat lose in TensorFlow's shape
+    inference; TFLite's builtin convolutions need it."""
+    return ops.reshape(x, (-1, height, width, channels))
 
 
 def minimum_size(multiple):
@@ -91,6 +103,7 @@ class Upsample2x(keras.layers.Layer):
         channels = input_shape[-1]
         if channels is None:
             raise ValueError("Upsample2x needs a known channel count.")
+        self._channels = channels
         if self.interpolation == "bilinear":
             taps = ops.convert_to_numpy(ops.array([0.25, 0.5, 0.25], dtype="float32"))
             kernel = taps[:, None] * taps[None, :]
@@ -99,7 +112,9 @@ class Upsample2x(keras.layers.Layer):
             self._kernel = kernel
 
     def call(self, x):
+        shape = ops.shape(x)
         x = ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
+        x = _restore_channels(x, 2 * shape[1], 2 * shape[2], self._channels)
         if self.interpolation == "nearest":
             return x
         x = ops.concatenate([x[:, :1], x, x[:, -1:]], axis=1)

@@ -1,0 +1,318 @@
+"""Export a trained `.keras` model to SavedModel, TFLite (fp32 / fp16 / dynamic / int8) and ONNX.
+
+Every artifact is verified in its real runtime before the export is kept: float32 artifacts must
+match Keras within `FLOAT_TOLERANCE` (max abs difference) on random inputs of several sizes and on
+real images, or the export fails; quantized artifacts report their PSNR change on test images.
+Everything is written to a temporary folder that is renamed into place at the end, so a failed
+export leaves nothing behind.
+
+TFLite files contain builtin ops only (no Flex / SELECT_TF_OPS), so they run on mobile runtimes
+without the Flex delegate. ONNX goes through Keras' own `model.export(format="onnx")` (tf2onnx's
+`from_function` underneath), since `tf2onnx.convert.from_keras` breaks on Keras 3 models.
+"""
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from keras_resunet.export.runtimes import Runner
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+FLOAT_TOLERANCE = 1e-4
+CHECK_SIZES = ((1, 32, 32), (1, 37, 53), (2, 24, 40))
+_TOOLS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
+
+
+class ExportError(RuntimeError):
+    """A conversion failed or an artifact does not match the Keras model."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export.
+
+    Args:
+        formats: subset of FORMATS.
+        quantizations: subset of QUANTIZATIONS; they apply to TFLite ("none" = float32).
+        fixed_size: optional (height, width) for TFLite, for delegates that need static shapes
+            (batch 1); SavedModel and ONNX stay dynamic.
+        overwrite: replace an existing output folder.
+        sigma: noise level used to make the degraded check images for the PSNR report.
+    """
+
+    formats: tuple = FORMATS
+    quantizations: tuple = ("none",)
+    fixed_size: tuple | None = None
+    overwrite: bool = False
+    sigma: float = 0.1
+
+    def __post_init__(self):
+        object.__setattr__(self, "formats", tuple(self.formats))
+        object.__setattr__(self, "quantizations", tuple(self.quantizations))
+        for values, valid, what in (
+            (self.formats, FORMATS, "format"),
+            (self.quantizations, QUANTIZATIONS, "quantization"),
+        ):
+            unknown = [value for value in values if value not in valid]
+            if unknown or not values:
+                raise ValueError(f"Unknown {what} {unknown or values}. Valid: {list(valid)}")
+        if self.fixed_size is not None:
+            height, width = self.fixed_size
+            if height < 1 or width < 1:
+                raise ValueError(f"`fixed_size` must be positive. Received: {self.fixed_size}")
+
+
+@dataclass
+class Artifact:
+    path: str
+    format: str
+    quantization: str
+    checks: dict = field(default_factory=dict)
+
+
+def parse_size(text):
+    """'256x320' -> (256, 320)."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError as error:
+        raise ValueError(f"Size must look like HxW (e.g. 256x256). Received: {text!r}") from error
+    return height, width
+
+
+def load_keras_model(path):
+    """Loads a `.keras` file, with errors that say what is wrong with it."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    if path.suffix != ".keras":
+        raise ValueError(f"Expected a Keras model file ending in .keras. Received: {path}")
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises several unrelated types for a corrupt archive
+        raise ValueError(f"{path} is not a loadable Keras model: {error}") from error
+
+
+def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), log=print):
+    """Exports, verifies and describes every requested artifact.
+
+    Args:
+        model_path: a `.keras` model file (image in, image out, NHWC in [0, 1]).
+        out_dir: folder to create with the artifacts and their JSON sidecars.
+        options: `ExportOptions`.
+        check_images: clean float32 (H, W, C) images in [0, 1] for the real-image checks, the
+            PSNR report and the int8 calibration (required for int8).
+        log: where progress lines go.
+
+    Returns:
+        The report dict (also written to `out_dir/export_report.json`).
+
+    Raises:
+        FileNotFoundError, ValueError: bad model path or options.
+        FileExistsError: `out_dir` exists and `options.overwrite` is False.
+        ExportError: a conversion failed or a float32 artifact missed parity.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not options.overwrite:
+        raise FileExistsError(f"Output folder exists: {out_dir} (pass --overwrite to replace it)")
+    if "int8" in options.quantizations and "tflite" in options.formats and not check_images:
+        raise ValueError("int8 quantization needs representative images (check_images)")
+    model = load_keras_model(model_path)
+    channels = model.input_shape[-1]
+    check_images = [image for image in check_images if image.shape[-1] == channels]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        artifacts = _write_artifacts(model, scratch, options, check_images, log)
+        reference = _Reference(model, check_images, options.sigma)
+        for artifact in artifacts:
+            artifact.checks = _verify(artifact, scratch, reference, options, log)
+        report = {
+            "source_model": str(model_path),
+            "source_sha256": _sha256(model_path),
+            "tools": {tool: _version(tool) for tool in _TOOLS},
+            "float_tolerance": FLOAT_TOLERANCE,
+            "artifacts": [asdict(artifact) for artifact in artifacts],
+        }
+        for artifact in artifacts:
+            sidecar = {
+                **{k: v for k, v in report.items() if k != "artifacts"},
+                **asdict(artifact),
+                "input": _input_spec(artifact, channels, options),
+                "output": "restored image, same shape as the input, float32, [0, 1] nominal",
+            }
+            (scratch / f"{artifact.path}.json").write_text(json.dumps(sidecar, indent=2))
+        (scratch / "export_report.json").write_text(json.dumps(report, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        scratch.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return report
+
+
+def _write_artifacts(model, folder, options, check_images, log):
+    import tensorflow as tf
+
+    artifacts = []
+    channels = model.input_shape[-1]
+    dynamic_spec = tf.TensorSpec((None, None, None, channels), tf.float32, name="image")
+    if "savedmodel" in options.formats:
+        log("writing SavedModel ...")
+        model.export(str(folder / "savedmodel"), format="tf_saved_model", verbose=False,
+                     input_signature=[dynamic_spec])
+        artifacts.append(Artifact("savedmodel", "savedmodel", "none"))
+    if "tflite" in options.formats:
+        if options.fixed_size:
+            spec = tf.TensorSpec((1, *options.fixed_size, channels), tf.float32, name="image")
+        else:
+            spec = dynamic_spec
+        with tempfile.TemporaryDirectory() as source:
+            model.export(source, format="tf_saved_model", verbose=False, input_signature=[spec])
+            for quantization in options.quantizations:
+                name = f"model_{'float32' if quantization == 'none' else quantization}.tflite"
+                log(f"converting TFLite ({quantization}) ...")
+                data = _convert_tflite(source, quantization, check_images, spec)
+                (folder / name).write_bytes(data)
+                artifacts.append(Artifact(name, "tflite", quantization))
+    if "onnx" in options.formats:
+        log("converting ONNX ...")
+        try:
+            model.export(str(folder / "model.onnx"), format="onnx", verbose=False,
+                         input_signature=[dynamic_spec])
+        except Exception as error:
+            raise ExportError(f"ONNX conversion failed: {error}") from error
+        artifacts.append(Artifact("model.onnx", "onnx", "none"))
+    return artifacts
+
+
+def _convert_tflite(saved_model_dir, quantization, check_images, spec):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    # Builtin ops only: mobile runtimes without the Flex delegate must be able to run the file.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization in ("fp16", "dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = _representative(check_images, spec)
+    try:
+        return converter.convert()
+    except Exception as error:
+        raise ExportError(f"TFLite conversion ({quantization}) failed: {error}") from error
+
+
+def _representative(images, spec, count=64, size=64):
+    """Calibration samples: seeded crops of the check images (the fixed size when there is one)."""
+    height, width = (spec.shape[1], spec.shape[2]) if spec.shape[1] else (size, size)
+
+    def generate():
+        rng = np.random.default_rng(0)
+        for index in range(count):
+            image = images[index % len(images)]
+            if image.shape[0] < height or image.shape[1] < width:
+                continue
+            top = rng.integers(0, image.shape[0] - height + 1)
+            left = rng.integers(0, image.shape[1] - width + 1)
+            crop = image[top : top + height, left : left + width]
+            noisy = crop + rng.normal(0, 0.1, crop.shape).astype(np.float32)
+            yield [noisy[None].astype(np.float32)]
+
+    return generate
+
+
+class _Reference:
+    """The Keras model's outputs, computed once, for comparing every artifact."""
+
+    def __init__(self, model, check_images, sigma):
+        self.model = model
+        rng = np.random.default_rng(0)
+        self.clean = [image[:256, :256] for image in check_images[:4]]
+        self.degraded = [
+            image + rng.normal(0, sigma, image.shape).astype(np.float32) for image in self.clean
+        ]
+        self.cache = {}
+
+    def keras(self, batch):
+        key = (batch.shape, hash(batch.tobytes()))
+        if key not in self.cache:
+            self.cache[key] = self.model.predict(batch, verbose=0)
+        return self.cache[key]
+
+
+def _check_batches(channels, fixed_size):
+    rng = np.random.default_rng(1)
+    sizes = [(1, *fixed_size)] if fixed_size else CHECK_SIZES
+    return [rng.random((n, h, w, channels), dtype=np.float32) for n, h, w in sizes]
+
+
+def _verify(artifact, folder, reference, options, log):
+    from keras_resunet.metrics import psnr
+
+    runner = Runner(folder / artifact.path)
+    channels = reference.model.input_shape[-1]
+    fixed = options.fixed_size if artifact.format == "tflite" else None
+    batches = _check_batches(channels, fixed)
+    batches += [d[None] for d in reference.degraded if not fixed or d.shape[:2] == tuple(fixed)]
+    differences = []
+    for batch in batches:
+        expected = reference.keras(batch)
+        actual = runner(batch)
+        if actual.shape != expected.shape:
+            raise ExportError(
+                f"{artifact.path}: output shape {actual.shape} != Keras {expected.shape}"
+            )
+        differences.append(float(np.max(np.abs(actual - expected))))
+    checks = {
+        "max_abs_diff": max(differences),
+        "input_shapes": [list(b.shape) for b in batches],
+    }
+    if reference.clean and not fixed:
+        keras_psnr = [
+            float(psnr(reference.keras(d[None])[0], c))
+            for d, c in zip(reference.degraded, reference.clean)
+        ]
+        artifact_psnr = [float(psnr(runner(d[None])[0], c))
+                         for d, c in zip(reference.degraded, reference.clean)]
+        checks["psnr_keras"] = float(np.mean(keras_psnr))
+        checks["psnr_artifact"] = float(np.mean(artifact_psnr))
+        checks["psnr_change_db"] = checks["psnr_artifact"] - checks["psnr_keras"]
+    log(f"  {artifact.path}: max |diff| vs Keras {checks['max_abs_diff']:.2e}"
+        + (f", PSNR change {checks['psnr_change_db']:+.3f} dB" if "psnr_change_db" in checks else ""))
+    if artifact.quantization == "none" and checks["max_abs_diff"] > FLOAT_TOLERANCE:
+        raise ExportError(
+            f"{artifact.path}: max abs difference {checks['max_abs_diff']:.3g} from the Keras "
+            f"model exceeds {FLOAT_TOLERANCE}"
+        )
+    return checks
+
+
+def _input_spec(artifact, channels, options):
+    if artifact.format == "tflite" and options.fixed_size:
+        shape = [1, *options.fixed_size, channels]
+    else:
+        shape = [-1, -1, -1, channels]
+    return {"shape": shape, "layout": "NHWC", "dtype": "float32", "range": [0.0, 1.0]}
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _version(package):
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

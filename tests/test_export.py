@@ -1,0 +1,142 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_resunet import build_resunet, build_unet
+from keras_resunet.cli import main
+from keras_resunet.export import ExportError, ExportOptions, export_model, parse_size
+from keras_resunet.export.runtimes import Runner
+from tests.conftest import smooth_image
+
+TINY = {"base_filters": 4, "depth": 3}
+CHECK_IMAGES = [smooth_image(64, 80, seed=i) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    keras.utils.set_random_seed(7)
+    build_resunet(**TINY).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_export(tiny_model_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "all"
+    options = ExportOptions(quantizations=("none", "fp16", "dynamic", "int8"))
+    report = export_model(tiny_model_path, out, options, check_images=CHECK_IMAGES, log=lambda _: 0)
+    return out, report
+
+
+def test_every_format_and_quantization_is_written_with_a_sidecar(full_export):
+    out, report = full_export
+    names = {a["path"] for a in report["artifacts"]}
+    assert names == {
+        "savedmodel", "model.onnx", "model_float32.tflite", "model_fp16.tflite",
+        "model_dynamic.tflite", "model_int8.tflite",
+    }
+    for name in names:
+        sidecar = json.loads((out / f"{name}.json").read_text())
+        assert sidecar["input"]["shape"] == [-1, -1, -1, 3]
+        assert sidecar["input"]["range"] == [0.0, 1.0]
+        assert len(sidecar["source_sha256"]) == 64
+        assert sidecar["tools"]["tensorflow"].startswith("2.")
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_float_artifacts_match_keras_and_quantized_report_psnr(full_export):
+    _, report = full_export
+    for artifact in report["artifacts"]:
+        checks = artifact["checks"]
+        assert [1, 37, 53, 3] in checks["input_shapes"]
+        if artifact["quantization"] == "none":
+            assert checks["max_abs_diff"] <= 1e-4
+        else:
+            assert np.isfinite(checks["psnr_change_db"])
+    fp16 = next(a for a in report["artifacts"] if a["quantization"] == "fp16")
+    assert abs(fp16["checks"]["psnr_change_db"]) < 0.05
+
+
+def test_tflite_files_hold_builtin_ops_only(full_export):
+    out, _ = full_export
+    for path in out.glob("*.tflite"):
+        assert b"Flex" not in path.read_bytes(), path.name
+
+
+def test_runtimes_accept_dynamic_odd_sizes(full_export, tiny_model_path):
+    out, _ = full_export
+    model = keras.models.load_model(tiny_model_path)
+    batch = np.random.default_rng(3).random((2, 29, 43, 3), dtype=np.float32)
+    expected = model.predict(batch, verbose=0)
+    for name in ("savedmodel", "model.onnx", "model_float32.tflite"):
+        np.testing.assert_allclose(Runner(out / name)(batch), expected, atol=1e-4)
+
+
+def test_fixed_size_tflite_gray_unet(tmp_path):
+    path = tmp_path / "gray.keras"
+    build_unet(in_channels=1, **TINY).save(path)
+    options = ExportOptions(formats=("tflite",), fixed_size=(48, 64))
+    gray = [image.mean(axis=-1, keepdims=True) for image in CHECK_IMAGES]
+    report = export_model(path, tmp_path / "out", options, check_images=gray, log=lambda _: 0)
+    (artifact,) = report["artifacts"]
+    assert artifact["checks"]["input_shapes"] == [[1, 48, 64, 1]]
+    sidecar = json.loads((tmp_path / "out" / "model_float32.tflite.json").read_text())
+    assert sidecar["input"]["shape"] == [1, 48, 64, 1]
+    with pytest.raises(Exception):
+        Runner(tmp_path / "out" / "model_float32.tflite")(np.zeros((1, 32, 32, 1), np.float32))
+
+
+def test_parity_failure_is_loud_and_leaves_nothing(tiny_model_path, tmp_path, monkeypatch):
+    import keras_resunet.export as export_module
+
+    monkeypatch.setattr(export_module, "FLOAT_TOLERANCE", 0.0)
+    monkeypatch.setattr(
+        export_module.Runner, "__call__", lambda self, batch: self._run(batch) + 1e-3
+    )
+    with pytest.raises(ExportError, match="exceeds"):
+        export_model(tiny_model_path, tmp_path / "out", ExportOptions(formats=("onnx",)),
+                     log=lambda _: 0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--formats", "coreml"], "Unknown format"),
+        (["--quantize", "int4"], "Unknown quantization"),
+        (["--fixed-size", "big"], "HxW"),
+    ],
+)
+def test_cli_rejects_bad_options(tiny_model_path, tmp_path, capsys, argv, message):
+    code = main(["export", "--model", str(tiny_model_path), "--out", str(tmp_path / "o"), *argv])
+    assert code == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_rejects_bad_model_files_and_existing_output(tiny_model_path, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    assert main(["export", "--model", str(tmp_path / "missing.keras"), "--out", out]) == 1
+    assert "not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.keras"
+    junk.write_text("not a zip")
+    assert main(["export", "--model", str(junk), "--out", out]) == 1
+    assert "not a loadable Keras model" in capsys.readouterr().err
+    weights = tmp_path / "model.h5"
+    weights.write_text("x")
+    assert main(["export", "--model", str(weights), "--out", out]) == 1
+    assert ".keras" in capsys.readouterr().err
+    (tmp_path / "exists").mkdir()
+    args = ["export", "--model", str(tiny_model_path), "--out", str(tmp_path / "exists"),
+            "--formats", "onnx"]
+    assert main(args) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert (tmp_path / "exists" / "model.onnx").is_file()
+    assert not (tmp_path / "o").exists()
+
+
+def test_parse_size():
+    assert parse_size("256x320") == (256, 320)
