@@ -4,4 +4,4 @@ from keras_resunet.models import MODELS, build_model, build_resunet, build_unet
 
 __version__ = "0.1.0"
 
-__all__ = ["MODELS", "build_model", "build_resunet", "build_unet", "__version__"]
+__all__ = ["MODELS", "__version__", "build_model", "build_resunet", "build_unet"]

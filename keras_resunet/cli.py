@@ -8,7 +8,16 @@ from pathlib import Path
 def _demo(args):
     from keras_resunet.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(task=args.task, steps=args.steps, output=args.output, seed=args.seed))
+    run_demo(
+        DemoConfig(
+            task=args.task,
+            steps=args.steps,
+            output=args.output,
+            seed=args.seed,
+            base_filters=args.base_filters,
+            save_model=args.save_model,
+        )
+    )
 
 
 def _download(args):
@@ -60,6 +69,8 @@ def build_parser():
     demo.add_argument("--steps", type=int, default=300)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--output", default="demo_output")
+    demo.add_argument("--base-filters", type=int, default=8, help="16 = the poster's ResUNet")
+    demo.add_argument("--save-model", help="also save the trained model (.keras)")
     demo.set_defaults(handler=_demo)
 
     download = commands.add_parser("download-bsds300", help="fetch BSDS300 (needs internet)")

@@ -19,9 +19,7 @@ import tensorflow as tf
 from keras_resunet.io import list_images, read_image
 
 DATA_ROOT_ENV = "KERAS_RESUNET_DATA"
-BSDS300_URL = (
-    "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz"
-)
+BSDS300_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz"
 # SHA-256 over the sorted "relative/path sha256" lines of the 300 extracted images, computed on
 # the copy in ../shared/datasets/BSDS300 (see `tree_digest`); it checks what was extracted.
 BSDS300_IMAGES_DIGEST = "777515b52731e92d655edee528e2c50a93ba825bd886ec817de84fe13877e5a3"
@@ -213,8 +211,7 @@ def evaluation_dataset(images, degradation, seed=0):
     degraded, clean = evaluation_pairs(images, degradation, seed)
 
     def generate():
-        for pair in zip(degraded, clean):
-            yield pair
+        yield from zip(degraded, clean)
 
     channels = images[0].shape[-1]
     spec = tf.TensorSpec((None, None, channels), tf.float32)

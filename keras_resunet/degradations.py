@@ -23,7 +23,9 @@ def normalize_kernel(kernel):
     """
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 2 or min(kernel.shape) < 1:
-        raise ValueError(f"A blur kernel must be a non-empty 2-D array. Received shape {kernel.shape}")
+        raise ValueError(
+            f"A blur kernel must be a non-empty 2-D array. Received shape {kernel.shape}"
+        )
     if not np.all(np.isfinite(kernel)) or np.any(kernel < 0):
         raise ValueError("A blur kernel must have finite, non-negative entries.")
     total = kernel.sum()
@@ -61,8 +63,8 @@ def motion_kernel(length=7, angle=0.0, size=None):
     centre = (size - 1) / 2
     theta = np.deg2rad(angle)
     for t in np.linspace(-(length - 1) / 2, (length - 1) / 2, 4 * length):
-        row = int(round(centre - t * np.sin(theta)))
-        col = int(round(centre + t * np.cos(theta)))
+        row = round(centre - t * np.sin(theta))
+        col = round(centre + t * np.cos(theta))
         if 0 <= row < size and 0 <= col < size:
             kernel[row, col] += 1
     return normalize_kernel(kernel)
@@ -231,7 +233,9 @@ def make_degradation(task, sigma=0.1, sigma_range=None, kernel=None, blur_mode="
         kernel: 2-D kernel for "deblur_denoise"; default a 7x7 Gaussian with sigma 1.6.
         blur_mode: "circular" or "same".
     """
-    noise = GaussianNoise(sigma=sigma, sigma_range=None if sigma_range is None else tuple(sigma_range))
+    noise = GaussianNoise(
+        sigma=sigma, sigma_range=None if sigma_range is None else tuple(sigma_range)
+    )
     if task == "denoise":
         return noise
     if task == "deblur_denoise":

@@ -29,6 +29,7 @@ class DemoConfig:
     base_filters: int = 8
     seed: int = 0
     output: str = "demo_output"
+    save_model: str | None = None
 
 
 def sample_image(name):
@@ -44,7 +45,10 @@ def run_demo(config=DemoConfig(), log=print):
     degradation = degradations.make_degradation(config.task, sigma=config.sigma)
     train = [sample_image(name) for name in TRAIN_IMAGES]
     dataset = data.patch_dataset(
-        train, degradation, patch_size=config.patch_size, batch_size=config.batch_size,
+        train,
+        degradation,
+        patch_size=config.patch_size,
+        batch_size=config.batch_size,
         seed=config.seed,
     )
     model = build_resunet(base_filters=config.base_filters)
@@ -53,6 +57,10 @@ def run_demo(config=DemoConfig(), log=print):
     log(f"training a {model.count_params():,}-parameter ResUNet for {config.steps} steps ...")
     model.fit(dataset, steps_per_epoch=config.steps, epochs=1, verbose=0)
     log(f"trained in {time.time() - start:.0f} s")
+    if config.save_model:
+        Path(config.save_model).parent.mkdir(parents=True, exist_ok=True)
+        model.save(config.save_model)
+        log(f"model saved to {config.save_model}")
 
     clean = [sample_image(name) for name in TEST_IMAGES]
     degraded, _ = data.evaluation_pairs(clean, degradation, seed=config.seed)

@@ -71,8 +71,9 @@ class PerceptualLoss(keras.losses.Loss):
             to be ImageNet.
     """
 
-    def __init__(self, layer_weights=None, backbone="vgg19", weights=None,
-                 name="perceptual", **kwargs):
+    def __init__(
+        self, layer_weights=None, backbone="vgg19", weights=None, name="perceptual", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}. Valid: {sorted(BACKBONES)}")

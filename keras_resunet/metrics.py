@@ -11,9 +11,7 @@ def _prepare(restored, reference):
     restored = tf.convert_to_tensor(restored, tf.float32)
     reference = tf.convert_to_tensor(reference, tf.float32)
     if restored.shape != reference.shape:
-        raise ValueError(
-            f"Shapes differ: restored {restored.shape} vs reference {reference.shape}"
-        )
+        raise ValueError(f"Shapes differ: restored {restored.shape} vs reference {reference.shape}")
     return tf.clip_by_value(restored, 0.0, 1.0), tf.clip_by_value(reference, 0.0, 1.0)
 
 

@@ -34,8 +34,12 @@ def test_every_format_and_quantization_is_written_with_a_sidecar(full_export):
     out, report = full_export
     names = {a["path"] for a in report["artifacts"]}
     assert names == {
-        "savedmodel", "model.onnx", "model_float32.tflite", "model_fp16.tflite",
-        "model_dynamic.tflite", "model_int8.tflite",
+        "savedmodel",
+        "model.onnx",
+        "model_float32.tflite",
+        "model_fp16.tflite",
+        "model_dynamic.tflite",
+        "model_int8.tflite",
     }
     for name in names:
         sidecar = json.loads((out / f"{name}.json").read_text())
@@ -84,7 +88,7 @@ def test_fixed_size_tflite_gray_unet(tmp_path):
     assert artifact["checks"]["input_shapes"] == [[1, 48, 64, 1]]
     sidecar = json.loads((tmp_path / "out" / "model_float32.tflite.json").read_text())
     assert sidecar["input"]["shape"] == [1, 48, 64, 1]
-    with pytest.raises(Exception):
+    with pytest.raises((ValueError, RuntimeError)):
         Runner(tmp_path / "out" / "model_float32.tflite")(np.zeros((1, 32, 32, 1), np.float32))
 
 
@@ -96,8 +100,9 @@ def test_parity_failure_is_loud_and_leaves_nothing(tiny_model_path, tmp_path, mo
         export_module.Runner, "__call__", lambda self, batch: self._run(batch) + 1e-3
     )
     with pytest.raises(ExportError, match="exceeds"):
-        export_model(tiny_model_path, tmp_path / "out", ExportOptions(formats=("onnx",)),
-                     log=lambda _: 0)
+        export_model(
+            tiny_model_path, tmp_path / "out", ExportOptions(formats=("onnx",)), log=lambda _: 0
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -129,8 +134,15 @@ def test_cli_rejects_bad_model_files_and_existing_output(tiny_model_path, tmp_pa
     assert main(["export", "--model", str(weights), "--out", out]) == 1
     assert ".keras" in capsys.readouterr().err
     (tmp_path / "exists").mkdir()
-    args = ["export", "--model", str(tiny_model_path), "--out", str(tmp_path / "exists"),
-            "--formats", "onnx"]
+    args = [
+        "export",
+        "--model",
+        str(tiny_model_path),
+        "--out",
+        str(tmp_path / "exists"),
+        "--formats",
+        "onnx",
+    ]
     assert main(args) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
@@ -140,3 +152,24 @@ def test_cli_rejects_bad_model_files_and_existing_output(tiny_model_path, tmp_pa
 
 def test_parse_size():
     assert parse_size("256x320") == (256, 320)
+
+
+def test_benchmark_times_every_runtime_and_writes_results(tiny_model_path, tmp_path):
+    from keras_resunet.export.benchmark import BenchmarkConfig, run_benchmark
+
+    config = BenchmarkConfig(
+        model=str(tiny_model_path),
+        height=40,
+        width=56,
+        repeats=1,
+        out=str(tmp_path / "bench"),
+        quantizations=("none", "fp16"),
+    )
+    result = run_benchmark(config, CHECK_IMAGES, command="test", log=lambda _: 0)
+    runtimes = [row["runtime"] for row in result["rows"]]
+    assert runtimes == ["keras predict", "savedmodel", "tflite", "tflite", "onnx"]
+    assert all(row["megapixels_per_s"] > 0 for row in result["rows"])
+    assert result["rows"][0]["speedup_vs_keras"] == 1.0
+    saved = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    assert saved["rows"] == result["rows"]
+    assert "| onnx | model.onnx |" in (tmp_path / "bench" / "README.md").read_text()

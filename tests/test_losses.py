@@ -13,7 +13,8 @@ def test_vgg_preprocess_is_keras_caffe_convention():
     np.testing.assert_allclose(vgg_preprocess(rgb), expected, atol=1e-4)
     gray = rgb[..., :1]
     np.testing.assert_allclose(
-        vgg_preprocess(gray), keras.applications.vgg19.preprocess_input(np.repeat(gray, 3, -1) * 255),
+        vgg_preprocess(gray),
+        keras.applications.vgg19.preprocess_input(np.repeat(gray, 3, -1) * 255),
         atol=1e-4,
     )
 

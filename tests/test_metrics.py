@@ -32,8 +32,13 @@ def test_ssim_of_identical_images_is_one_and_drops_with_noise():
     from skimage.metrics import structural_similarity
 
     expected = structural_similarity(
-        np.clip(noisy, 0, 1), reference, data_range=1.0, channel_axis=-1,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        np.clip(noisy, 0, 1),
+        reference,
+        data_range=1.0,
+        channel_axis=-1,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
     )
     assert float(metrics.ssim(noisy, reference)) == pytest.approx(expected, abs=0.02)
     slightly = reference + rng.normal(0, 0.01, reference.shape).astype(np.float32)

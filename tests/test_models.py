@@ -94,7 +94,7 @@ def test_minimum_size_is_enforced_by_reflection():
     model = build_resunet(**TINY)  # depth 3: pads to multiples of 8
     assert model_minimum_size(model) == 5
     model(np.zeros((1, 5, 5, 3), np.float32))
-    with pytest.raises(Exception):
+    with pytest.raises(tf.errors.InvalidArgumentError):
         model(np.zeros((1, 4, 4, 3), np.float32))
 
 

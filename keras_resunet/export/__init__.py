@@ -168,8 +168,12 @@ def _write_artifacts(model, folder, options, check_images, log):
     dynamic_spec = tf.TensorSpec((None, None, None, channels), tf.float32, name="image")
     if "savedmodel" in options.formats:
         log("writing SavedModel ...")
-        model.export(str(folder / "savedmodel"), format="tf_saved_model", verbose=False,
-                     input_signature=[dynamic_spec])
+        model.export(
+            str(folder / "savedmodel"),
+            format="tf_saved_model",
+            verbose=False,
+            input_signature=[dynamic_spec],
+        )
         artifacts.append(Artifact("savedmodel", "savedmodel", "none"))
     if "tflite" in options.formats:
         if options.fixed_size:
@@ -187,8 +191,12 @@ def _write_artifacts(model, folder, options, check_images, log):
     if "onnx" in options.formats:
         log("converting ONNX ...")
         try:
-            model.export(str(folder / "model.onnx"), format="onnx", verbose=False,
-                         input_signature=[dynamic_spec])
+            model.export(
+                str(folder / "model.onnx"),
+                format="onnx",
+                verbose=False,
+                input_signature=[dynamic_spec],
+            )
         except Exception as error:
             raise ExportError(f"ONNX conversion failed: {error}") from error
         artifacts.append(Artifact("model.onnx", "onnx", "none"))
@@ -284,13 +292,20 @@ def _verify(artifact, folder, reference, options, log):
             float(psnr(reference.keras(d[None])[0], c))
             for d, c in zip(reference.degraded, reference.clean)
         ]
-        artifact_psnr = [float(psnr(runner(d[None])[0], c))
-                         for d, c in zip(reference.degraded, reference.clean)]
+        artifact_psnr = [
+            float(psnr(runner(d[None])[0], c)) for d, c in zip(reference.degraded, reference.clean)
+        ]
         checks["psnr_keras"] = float(np.mean(keras_psnr))
         checks["psnr_artifact"] = float(np.mean(artifact_psnr))
         checks["psnr_change_db"] = checks["psnr_artifact"] - checks["psnr_keras"]
-    log(f"  {artifact.path}: max |diff| vs Keras {checks['max_abs_diff']:.2e}"
-        + (f", PSNR change {checks['psnr_change_db']:+.3f} dB" if "psnr_change_db" in checks else ""))
+    log(
+        f"  {artifact.path}: max |diff| vs Keras {checks['max_abs_diff']:.2e}"
+        + (
+            f", PSNR change {checks['psnr_change_db']:+.3f} dB"
+            if "psnr_change_db" in checks
+            else ""
+        )
+    )
     if artifact.quantization == "none" and checks["max_abs_diff"] > FLOAT_TOLERANCE:
         raise ExportError(
             f"{artifact.path}: max abs difference {checks['max_abs_diff']:.3g} from the Keras "

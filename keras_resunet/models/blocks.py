@@ -25,7 +25,9 @@ def apply_normalization(x, normalization, name):
         return keras.layers.GroupNormalization(groups=groups, name=f"{name}_gn")(x)
     if normalization == "layer":
         return keras.layers.LayerNormalization(name=f"{name}_ln")(x)
-    raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}. Received: {normalization!r}")
+    raise ValueError(
+        f"`normalization` must be one of {NORMALIZATIONS}. Received: {normalization!r}"
+    )
 
 
 def apply_conv(x, filters, name, kernel_size=3, strides=1, normalization=None, activation="leaky"):
@@ -66,7 +68,12 @@ def apply_residual_block(x, filters, name, strides=1, bottleneck=4, normalizatio
     branch = apply_conv(branch, filters, f"{name}_b", normalization=normalization, activation=None)
     if strides != 1 or x.shape[-1] != filters:
         shortcut = apply_conv(
-            x, filters, f"{name}_skip", strides=strides, normalization=normalization, activation=None
+            x,
+            filters,
+            f"{name}_skip",
+            strides=strides,
+            normalization=normalization,
+            activation=None,
         )
     else:
         shortcut = x
@@ -85,8 +92,9 @@ def apply_upsample(x, filters, mode, name):
     return apply_conv(x, filters, f"{name}_upconv")
 
 
-def apply_decoder_block(x, skip, filters, name, upsampling="bilinear", skip_join="add",
-                        normalization=None):
+def apply_decoder_block(
+    x, skip, filters, name, upsampling="bilinear", skip_join="add", normalization=None
+):
     """Upsample + 3x3 conv, join with the encoder feature (add or concat), 3x3 conv."""
     x = apply_upsample(x, filters, upsampling, name)
     if skip_join == "add":
@@ -110,8 +118,17 @@ def pad_input(inputs, depth, name):
     return PadToMultiple(2**depth, name=f"{name}_pad")(inputs)
 
 
-def validate_common(*, in_channels, out_channels, filters, depth, upsampling, skip_join,
-                    normalization, global_residual):
+def validate_common(
+    *,
+    in_channels,
+    out_channels,
+    filters,
+    depth,
+    upsampling,
+    skip_join,
+    normalization,
+    global_residual,
+):
     """Checks the arguments every UNet-family builder shares; returns `filters` as a tuple."""
     for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
         if not isinstance(value, int) or value < 1:

@@ -85,14 +85,22 @@ def build_resunet(
         skips.append(x)
         for index in range(blocks_per_level):
             x = blocks.apply_residual_block(
-                x, filters[level + 1], f"{name}_down{level}_res{index}",
-                strides=2 if index == 0 else 1, bottleneck=bottleneck,
+                x,
+                filters[level + 1],
+                f"{name}_down{level}_res{index}",
+                strides=2 if index == 0 else 1,
+                bottleneck=bottleneck,
                 normalization=normalization,
             )
     for level in reversed(range(depth)):
         x = blocks.apply_decoder_block(
-            x, skips[level], filters[level], f"{name}_up{level}", upsampling=upsampling,
-            skip_join=skip_join, normalization=normalization,
+            x,
+            skips[level],
+            filters[level],
+            f"{name}_up{level}",
+            upsampling=upsampling,
+            skip_join=skip_join,
+            normalization=normalization,
         )
     outputs = blocks.apply_head(inputs, x, out_channels, global_residual, name)
     return keras.Model(inputs, outputs, name=name)

@@ -74,13 +74,22 @@ def build_unet(
         x = blocks.apply_conv(x, filters[level], f"{prefix}_a", normalization=normalization)
         skips.append(x)
         x = blocks.apply_conv(
-            x, filters[level + 1], f"{prefix}_b", kernel_size=4, strides=2,
+            x,
+            filters[level + 1],
+            f"{prefix}_b",
+            kernel_size=4,
+            strides=2,
             normalization=normalization,
         )
     for level in reversed(range(depth)):
         x = blocks.apply_decoder_block(
-            x, skips[level], filters[level], f"{name}_up{level}", upsampling=upsampling,
-            skip_join=skip_join, normalization=normalization,
+            x,
+            skips[level],
+            filters[level],
+            f"{name}_up{level}",
+            upsampling=upsampling,
+            skip_join=skip_join,
+            normalization=normalization,
         )
     outputs = blocks.apply_head(inputs, x, out_channels, global_residual, name)
     return keras.Model(inputs, outputs, name=name)

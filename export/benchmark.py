@@ -1,0 +1,38 @@
+"""`python -m export.benchmark [--model M.keras]`: time Keras and every exported runtime.
+
+Writes results/export/benchmark.json and results/export/README.md.
+"""
+
+import argparse
+import shlex
+import sys
+
+from keras_resunet.cli import _check_images
+from keras_resunet.export.benchmark import BenchmarkConfig, run_benchmark
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", help=".keras model (default: the poster's ResUNet, random)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--size", default="321x481", help="HxW of the timed images")
+    parser.add_argument("--representative-data", help="image folder for checks / int8")
+    parser.add_argument("--out", default="results/export")
+    args = parser.parse_args(argv)
+    height, width = (int(v) for v in args.size.split("x"))
+    config = BenchmarkConfig(
+        model=args.model,
+        height=height,
+        width=width,
+        repeats=args.repeats,
+        threads=args.threads,
+        out=args.out,
+    )
+    command = "python -m export.benchmark " + shlex.join(argv if argv is not None else sys.argv[1:])
+    run_benchmark(config, _check_images(args.representative_data, limit=16), command.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Throughput and latency of Keras `predict` and every exported runtime on CBSD68-sized images.
+
+Each runtime restores the same batch-1 images (481x321 by default, the CBSD68 size) after a
+warm-up; we report the median latency per image and megapixels per second. Thread counts are
+stated in the output: TFLite (XNNPACK delegate, the LiteRT default) and ONNX Runtime are given
+`threads`; TensorFlow uses its own pools, limited to `threads` as well.
+"""
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from keras_resunet.export import ExportOptions, export_model
+from keras_resunet.export.runtimes import Runner
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    model: str | None = None  # a .keras file; None builds the default ResUNet (random weights)
+    height: int = 321
+    width: int = 481
+    repeats: int = 10
+    threads: int = 2
+    out: str = "results/export"
+    quantizations: tuple = ("none", "fp16", "dynamic", "int8")
+
+
+def time_runner(runner, images, repeats):
+    """Median seconds per image over `repeats` passes after one warm-up pass."""
+    for image in images:
+        runner(image[None])
+    timings = []
+    for _ in range(repeats):
+        for image in images:
+            start = time.perf_counter()
+            runner(image[None])
+            timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=print):
+    """Exports the model to a scratch folder, times every artifact, writes JSON and a table."""
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+        tensorflow_threads = config.threads
+    except RuntimeError:  # TensorFlow was already initialized in this process
+        tensorflow_threads = "default (TensorFlow already initialized)"
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        model_path = config.model
+        if model_path is None:
+            from keras_resunet import build_resunet
+
+            keras.utils.set_random_seed(0)
+            model_path = str(Path(scratch) / "resunet_random.keras")
+            build_resunet().save(model_path)
+        exported = Path(scratch) / "exported"
+        report = export_model(
+            model_path,
+            exported,
+            ExportOptions(quantizations=config.quantizations),
+            check_images=list(check_images),
+            log=log,
+        )
+        rng = np.random.default_rng(0)
+        images = [rng.random((config.height, config.width, 3), dtype=np.float32) for _ in range(2)]
+        megapixels = config.height * config.width / 1e6
+        rows = []
+        artifacts = [("keras predict", Path(model_path), "none", None)] + [
+            (a["format"], exported / a["path"], a["quantization"], a["checks"])
+            for a in report["artifacts"]
+        ]
+        for label, path, quantization, checks in artifacts:
+            runner = Runner(path, threads=config.threads)
+            seconds = time_runner(runner, images, config.repeats)
+            row = {
+                "runtime": label,
+                "artifact": path.name,
+                "quantization": quantization,
+                "latency_ms": 1000 * seconds,
+                "megapixels_per_s": megapixels / seconds,
+                "psnr_change_db": (checks or {}).get("psnr_change_db"),
+                "max_abs_diff": (checks or {}).get("max_abs_diff"),
+            }
+            rows.append(row)
+            log(
+                f"{label:<14} {path.name:<22} {row['latency_ms']:8.1f} ms "
+                f"{row['megapixels_per_s']:6.2f} MP/s"
+            )
+    keras_speed = rows[0]["megapixels_per_s"]
+    for row in rows:
+        row["speedup_vs_keras"] = row["megapixels_per_s"] / keras_speed
+    result = {
+        "command": command,
+        "model": config.model or "build_resunet() defaults, random weights (speed only)",
+        "image_size": [config.height, config.width],
+        "threads": config.threads,
+        "tensorflow_threads": tensorflow_threads,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.system()}",
+        "tools": report["tools"],
+        "rows": rows,
+    }
+    (out / "benchmark.json").write_text(json.dumps(result, indent=2))
+    (out / "README.md").write_text(_table(result))
+    return result
+
+
+def _table(result):
+    lines = [
+        "# Export benchmark",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Model: {result['model']}  ",
+        (
+            f"Images: batch 1, {result['image_size'][0]}x{result['image_size'][1]} RGB "
+            f"(CBSD68 size); threads: {result['threads']} (TFLite with XNNPACK, ONNX Runtime "
+            f"intra-op); TensorFlow intra/inter-op: {result['tensorflow_threads']}  "
+        ),
+        f"Machine: {result['machine']}",
+        "",
+        (
+            "| runtime | artifact | quantization | latency (ms) | MP/s | vs Keras | "
+            "max abs diff | PSNR change (dB) |"
+        ),
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["rows"]:
+        diff = "" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.1e}"
+        change = "" if row["psnr_change_db"] is None else f"{row['psnr_change_db']:+.3f}"
+        lines.append(
+            f"| {row['runtime']} | {row['artifact']} | {row['quantization']} | "
+            f"{row['latency_ms']:.1f} | {row['megapixels_per_s']:.2f} | "
+            f"{row['speedup_vs_keras']:.2f}x | {diff} | {change} |"
+        )
+    lines += [
+        "",
+        (
+            "Max abs diff: largest difference from the Keras model's output over random inputs "
+            "of several sizes and noisy test images. PSNR change: mean PSNR of the artifact's "
+            "output minus the Keras model's, on up to 4 noisy (sigma 0.1) crops of the check "
+            "images."
+        ),
+        "",
+    ]
+    return "\n".join(lines)
