@@ -76,6 +76,12 @@ def test_runtimes_accept_dynamic_odd_sizes(full_export, tiny_model_path):
     expected = model.predict(batch, verbose=0)
     for name in ("savedmodel", "model.onnx", "model_float32.tflite"):
         np.testing.assert_allclose(Runner(out / name)(batch), expected, atol=1e-4)
+    import onnx
+
+    graph = onnx.load(out / "model.onnx")
+    assert {o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")} == {18}
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [0, 0, 0, 3]  # batch, H, W symbolic; C fixed
 
 
 def test_fixed_size_tflite_gray_unet(tmp_path):

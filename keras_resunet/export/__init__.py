@@ -27,6 +27,7 @@ FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 FLOAT_TOLERANCE = 1e-4
 CHECK_SIZES = ((1, 32, 32), (1, 37, 53), (2, 24, 40))
+ONNX_OPSET = 18
 _TOOLS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
 
 
@@ -140,6 +141,7 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
             "source_sha256": _sha256(model_path),
             "tools": {tool: _version(tool) for tool in _TOOLS},
             "float_tolerance": FLOAT_TOLERANCE,
+            "onnx_opset": ONNX_OPSET,
             "artifacts": [asdict(artifact) for artifact in artifacts],
         }
         for artifact in artifacts:
@@ -196,6 +198,7 @@ def _write_artifacts(model, folder, options, check_images, log):
                 format="onnx",
                 verbose=False,
                 input_signature=[dynamic_spec],
+                opset_version=ONNX_OPSET,
             )
         except Exception as error:
             raise ExportError(f"ONNX conversion failed: {error}") from error
