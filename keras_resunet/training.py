@@ -1,0 +1,323 @@
+"""The one trainer every model and experiment uses.
+
+`train(config, out_dir)` builds the model, optimizer and loss inside a `tf.distribute` strategy
+scope and runs Keras `fit` on the on-the-fly degradation pipeline, in chunks of
+`checkpoint_every` steps (one Keras "epoch" each). After each chunk it writes a checkpoint
+(model + optimizer state through `tf.train.CheckpointManager`, whose index file is replaced
+atomically), so a run killed at any moment resumes from its last checkpoint and loses at most
+`checkpoint_every` steps. A non-finite loss stops the run with an error and keeps the last good
+checkpoint. The run folder keeps the resolved config, the command, a CSV log, TensorBoard
+summaries and the final model (`model.keras`, written atomically).
+
+We use `fit` rather than a hand-written loop: Keras `Loss` objects already scale by the number
+of replicas under a strategy, and `fit` also runs on the JAX and PyTorch backends. We do not use
+`BackupAndRestore`: it writes its file in place and resumes only at epoch boundaries that it
+chooses, while we need atomic checkpoints at a step interval of our choosing.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from keras_resunet import data, degradations
+from keras_resunet.losses import RestorationLoss
+from keras_resunet.models import MODELS, build_model
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (non-finite loss, bad config found late)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on. Parsed once from YAML; unknown keys are rejected."""
+
+    model: str = "resunet"
+    model_args: dict = field(default_factory=dict)
+    task: str = "denoise"
+    sigma: float = 0.1
+    sigma_range: tuple | None = None
+    kernel: str = "gaussian"
+    channels: int = 3
+    train_data: str = "BSDS300/images/train"
+    data_root: str | None = None
+    patch_size: int = 32
+    batch_size: int = 64
+    steps: int = 1000
+    checkpoint_every: int = 100
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # "constant" or "cosine"
+    clipnorm: float | None = None
+    mixed_precision: bool = False
+    jit_compile: bool = True
+    alpha: float = 1.0
+    beta: float = 0.0
+    perceptual: dict = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"Unknown model {self.model!r}. Valid names: {sorted(MODELS)}")
+        positive = ("patch_size", "batch_size", "steps", "checkpoint_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"`lr_schedule` must be 'constant' or 'cosine'. Received: {self.lr_schedule!r}"
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0. Received: {self.learning_rate!r}")
+        if self.steps % self.checkpoint_every:
+            raise ValueError(
+                f"`steps` must be a multiple of `checkpoint_every`. "
+                f"Received: steps={self.steps}, checkpoint_every={self.checkpoint_every}"
+            )
+        degradations.make_degradation(self.task, sigma=self.sigma, sigma_range=self.sigma_range)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Builds a config from a dict, rejecting unknown keys and values of the wrong type."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown config keys {unknown}. Valid keys: {sorted(known)}")
+        defaults = cls()
+        values = dict(values)
+        for key, value in values.items():
+            expected = getattr(defaults, key)
+            if value is None or expected is None:
+                continue
+            if isinstance(expected, float) and isinstance(value, str):
+                # YAML 1.1 reads "1e-3" (no dot) as a string
+                try:
+                    value = values[key] = float(value)
+                except ValueError:
+                    pass
+            kind = (int, float) if isinstance(expected, float) else type(expected)
+            if isinstance(value, bool) != isinstance(expected, bool) or not isinstance(value, kind):
+                raise ValueError(
+                    f"Config key `{key}` must be {type(expected).__name__}. "
+                    f"Received: {value!r} ({type(value).__name__})"
+                )
+        if values.get("sigma_range") is not None:
+            values = {**values, "sigma_range": tuple(values["sigma_range"])}
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path, overrides=()):
+        """Reads a YAML config and applies `key=value` overrides (values parsed as YAML)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Config file not found: {path}")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: the config must be a mapping of keys to values")  # noqa: TRY004
+        for override in overrides:
+            key, sep, text = override.partition("=")
+            if not sep:
+                raise ValueError(f"Overrides look like key=value. Received: {override!r}")
+            values[key.strip()] = yaml.safe_load(text)
+        return cls.from_dict(values)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def make_strategy():
+    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else MirroredStrategy
+    over every local GPU, else over every logical CPU device (one, unless configured)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if tf.config.list_logical_devices("GPU"):
+        return tf.distribute.MirroredStrategy()
+    devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def _training_images(config):
+    folder = Path(config.train_data)
+    if not folder.is_absolute():
+        folder = data.resolve_data_root(config.data_root) / folder
+    images, _ = data.load_images(folder, channels=config.channels)
+    return images
+
+
+def _learning_rate(config):
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps)
+    return config.learning_rate
+
+
+class _Checkpointer(keras.callbacks.Callback):
+    """Saves model + optimizer after every chunk when the loss is finite; stops on NaN/Inf."""
+
+    def __init__(self, manager, steps_per_chunk):
+        super().__init__()
+        self.manager = manager
+        self.steps_per_chunk = steps_per_chunk
+        self.failed = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failed = float(loss)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.failed is None:
+            self.manager.save(checkpoint_number=(epoch + 1) * self.steps_per_chunk)
+
+
+def train(config, out_dir, images=None, strategy=None, log=print):
+    """Trains (or resumes) a run in `out_dir`; returns the trained Keras model.
+
+    Args:
+        config: `TrainConfig`.
+        out_dir: the run folder; an existing run with a checkpoint resumes automatically
+            (its saved config must match `config`).
+        images: optional list of training images (float32 (H, W, C) in [0, 1]); default: read
+            `config.train_data` under the data root.
+        strategy: optional `tf.distribute.Strategy` (default: `make_strategy()`).
+        log: where progress lines go.
+
+    Raises:
+        TrainingError: on a non-finite loss (the last good checkpoint is kept) or a config that
+            differs from the one the run started with.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_or_write_config(config, out_dir)
+    if images is None:
+        images = _training_images(config)
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = strategy or make_strategy()
+    with strategy.scope():
+        model = build_model(config.model, in_channels=config.channels, **config.model_args)
+        optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
+        loss = RestorationLoss(config.alpha, config.beta, config.perceptual)
+        model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
+        model.optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, out_dir / "checkpoints", max_to_keep=2)
+    done = 0
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        done = int(manager.latest_checkpoint.rsplit("-", 1)[1])
+        log(f"resuming {out_dir} at step {done}")
+    chunk = config.checkpoint_every
+    total_chunks = math.ceil(config.steps / chunk)
+    if done < config.steps:
+        degradation = degradations.make_degradation(
+            config.task,
+            sigma=config.sigma,
+            sigma_range=config.sigma_range,
+            kernel=None if config.task == "denoise" else degradations.make_kernel(config.kernel),
+        )
+        dataset = data.patch_dataset(
+            images,
+            degradation,
+            config.patch_size,
+            config.batch_size,
+            seed=config.seed + done,  # a resumed run draws fresh patches, not a replay
+        )
+        checkpointer = _Checkpointer(manager, chunk)
+        callbacks = [
+            checkpointer,
+            keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
+            keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
+        ]
+        start = time.time()
+        model.fit(
+            dataset,
+            steps_per_epoch=chunk,
+            epochs=total_chunks,
+            initial_epoch=done // chunk,
+            callbacks=callbacks,
+            verbose=2 if sys.stdout.isatty() else 0,
+        )
+        if checkpointer.failed is not None:
+            raise TrainingError(
+                f"loss became {checkpointer.failed}; stopped. The last good checkpoint is kept: "
+                f"{manager.latest_checkpoint}"
+            )
+        seconds = time.time() - start
+        steps_run = config.steps - done
+        log(
+            f"{steps_run} steps in {seconds:.0f} s "
+            f"({steps_run * config.batch_size / seconds:.0f} patches/s)"
+        )
+    _save_atomically(model, out_dir / "model.keras")
+    return model
+
+
+def _check_or_write_config(config, out_dir):
+    """A resumed run must have the config it started with, except `steps` (extending a run is
+    allowed); the stored config is updated to the new step count."""
+    path = out_dir / "config.json"
+    resolved = json.loads(json.dumps(config.to_dict()))
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        changed = sorted(k for k in resolved if k != "steps" and previous.get(k) != resolved[k])
+        if changed:
+            raise TrainingError(
+                f"{out_dir} holds a run with a different config ({changed}); use a new folder"
+            )
+    _write_text_atomically(path, json.dumps(resolved, indent=2))
+    if (out_dir / "run.json").is_file():
+        return
+    _write_text_atomically(out_dir / "run.json", json.dumps(_provenance(), indent=2))
+
+
+def _provenance():
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": commit,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def _write_text_atomically(path, text):
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _save_atomically(model, path):
+    temporary = path.with_name("tmp-" + path.name)
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def final_loss(out_dir):
+    """The last logged training loss of a run (from log.csv)."""
+    rows = (Path(out_dir) / "log.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    return float(np.asarray(rows[-1].split(","))[header.index("loss")])

@@ -1,0 +1,172 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resunet.training import TrainConfig, TrainingError, final_loss, train
+from tests.conftest import smooth_image
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"base_filters": 4, "depth": 2}
+IMAGES = [smooth_image(48, 48, seed=i) for i in range(3)]
+
+
+def tiny_config(**overrides):
+    values = dict(model="resunet", model_args=TINY, patch_size=16, batch_size=8, steps=20,
+                  checkpoint_every=10, learning_rate=2e-3, seed=3, jit_compile=False)
+    return TrainConfig(**{**values, **overrides})
+
+
+def test_config_from_yaml_rejects_bad_input(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: unet\nsteps: 30\ncheckpoint_every: 10\n")
+    config = TrainConfig.from_yaml(path, overrides=["learning_rate=5e-4", "batch_size=8"])
+    assert (config.model, config.steps, config.learning_rate, config.batch_size) == (
+        "unet", 30, 5e-4, 8)
+    path.write_text("modle: unet\n")
+    with pytest.raises(ValueError, match="Unknown config keys \\['modle'\\]"):
+        TrainConfig.from_yaml(path)
+    path.write_text("steps: many\n")
+    with pytest.raises(ValueError, match="`steps` must be int"):
+        TrainConfig.from_yaml(path)
+    with pytest.raises(ValueError, match="multiple of `checkpoint_every`"):
+        TrainConfig(steps=25, checkpoint_every=10)
+    with pytest.raises(ValueError, match="Unknown model"):
+        TrainConfig(model="vit")
+    with pytest.raises(FileNotFoundError):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_missing_data_folder_fails_before_any_work(tmp_path):
+    config = tiny_config(data_root=str(tmp_path), train_data="nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        train(config, tmp_path / "run", log=lambda _: 0)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_training_lowers_loss_and_writes_the_run_folder(tmp_path):
+    config = tiny_config(steps=60, checkpoint_every=20)
+    model = train(config, tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
+    losses = [float(r.split(",")[1]) for r in rows[1:]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 60
+    assert "git_commit" in json.loads((tmp_path / "run" / "run.json").read_text())
+    loaded = keras.models.load_model(tmp_path / "run" / "model.keras")
+    x = IMAGES[0][None, :32, :32]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert any((tmp_path / "run" / "tensorboard").rglob("*tfevents*"))
+
+
+def test_same_seed_gives_the_same_numbers(tmp_path):
+    config = tiny_config()
+    train(config, tmp_path / "a", images=IMAGES, log=lambda _: 0)
+    train(config, tmp_path / "b", images=IMAGES, log=lambda _: 0)
+    assert final_loss(tmp_path / "a") == final_loss(tmp_path / "b")
+
+
+def test_changed_config_refuses_to_resume_but_more_steps_extend(tmp_path):
+    train(tiny_config(), tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    with pytest.raises(TrainingError, match="learning_rate"):
+        train(tiny_config(learning_rate=1e-2), tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    lines = []
+    train(tiny_config(steps=30), tmp_path / "run", images=IMAGES, log=lines.append)
+    assert "resuming" in lines[0] and "at step 20" in lines[0]
+    assert len((tmp_path / "run" / "log.csv").read_text().strip().splitlines()) == 1 + 3
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from keras_resunet import training
+
+    train(tiny_config(steps=10), tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    clean_pipeline = training.data.patch_dataset
+    monkeypatch.setattr(
+        training.data, "patch_dataset",
+        lambda *a, **k: clean_pipeline(*a, **k).map(lambda x, y: (x * np.nan, y)),
+    )
+    with pytest.raises(TrainingError, match="nan"):
+        train(tiny_config(steps=20), tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    latest = tf.train.latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert latest.endswith("ckpt-10")
+
+
+RUN_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from keras_resunet.training import TrainConfig, train
+    from tests.conftest import smooth_image
+    config = TrainConfig(model="resunet", model_args={tiny!r}, patch_size=16, batch_size=8,
+                         steps=200, checkpoint_every=10, seed=3)
+    train(config, sys.argv[1], images=[smooth_image(48, 48, seed=i) for i in range(3)])
+    """
+)
+
+
+def test_sigkill_then_resume_finishes_the_planned_steps(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RUN_SCRIPT.format(root=str(ROOT), tiny=TINY))
+    run = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, str(script), str(run)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not tf.train.latest_checkpoint(run / "checkpoints"):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = tf.train.latest_checkpoint(run / "checkpoints")
+    assert killed_at is not None, "no checkpoint was written before the kill"
+    assert not (run / "model.keras").exists()
+    subprocess.run([sys.executable, str(script), str(run)], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    assert tf.train.latest_checkpoint(run / "checkpoints").endswith("ckpt-200")
+    assert int(killed_at.rsplit("-", 1)[1]) < 200
+    keras.models.load_model(run / "model.keras")
+
+
+TWO_DEVICES_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, {root!r})
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from keras_resunet.training import TrainConfig, final_loss, train, make_strategy
+    from tests.conftest import smooth_image
+    images = [smooth_image(48, 48, seed=i) for i in range(3)]
+    config = TrainConfig(model="resunet", model_args={tiny!r}, patch_size=16, batch_size=8,
+                         steps=30, checkpoint_every=10, seed=3, jit_compile=False)
+    two = make_strategy()
+    one = tf.distribute.MirroredStrategy(devices=["/cpu:0"])
+    train(config, sys.argv[1] + "/two", images=images, strategy=two)
+    train(config, sys.argv[1] + "/one", images=images, strategy=one)
+    print(json.dumps({{"replicas": two.num_replicas_in_sync}}))
+    """
+)
+
+
+def test_two_logical_cpus_give_the_same_loss_curve_as_one(tmp_path):
+    script = tmp_path / "two.py"
+    script.write_text(TWO_DEVICES_SCRIPT.format(root=str(ROOT), tiny=TINY))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, check=True,
+                            capture_output=True, text=True, timeout=300)
+    assert json.loads(result.stdout.strip().splitlines()[-1])["replicas"] == 2
+
+    def losses(run):
+        rows = (tmp_path / run / "log.csv").read_text().strip().splitlines()[1:]
+        return np.array([float(r.split(",")[1]) for r in rows])
+
+    np.testing.assert_allclose(losses("two"), losses("one"), rtol=1e-3)
