@@ -19,6 +19,7 @@ def main(argv=None):
     parser.add_argument("--size", default="321x481", help="HxW of the timed images")
     parser.add_argument("--representative-data", help="image folder for checks / int8")
     parser.add_argument("--out", default="results/export")
+    parser.add_argument("--model-description", default="", help="how the model was trained")
     args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.split("x"))
     config = BenchmarkConfig(

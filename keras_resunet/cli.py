@@ -20,6 +20,28 @@ def _demo(args):
     )
 
 
+def _train(args):
+    from keras_resunet.training import TrainConfig, train
+
+    config = TrainConfig.from_yaml(args.config, overrides=args.set)
+    if args.data_root:
+        config = TrainConfig.from_dict({**config.to_dict(), "data_root": args.data_root})
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        raise ValueError(f"{out} already holds a run: pass --resume to continue it")
+    train(config, out)
+    print(f"model written to {out / 'model.keras'}")
+
+
+def _evaluate(args):
+    from keras_resunet.evaluation import evaluate_folder, format_table, write_json
+
+    result = evaluate_folder(args.model, args.data, args.task, args.sigma, args.kernel, args.seed)
+    print(format_table(result))
+    if args.json:
+        write_json(args.json, result)
+
+
 def _download(args):
     from keras_resunet.data import download_bsds300
 
@@ -72,6 +94,32 @@ def build_parser():
     demo.add_argument("--base-filters", type=int, default=8, help="16 = the poster's ResUNet")
     demo.add_argument("--save-model", help="also save the trained model (.keras)")
     demo.set_defaults(handler=_demo)
+
+    train = commands.add_parser("train", help="train a model from a YAML config")
+    train.add_argument("--config", required=True, help="experiments/configs/<name>.yaml")
+    train.add_argument("--out", required=True, help="run folder (runs/<name>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument(
+        "--data-root", help="dataset root (default: $KERAS_RESUNET_DATA, else ../shared/datasets)"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (repeatable)",
+    )
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM of a model on an image folder")
+    evaluate.add_argument("--model", required=True, help="a .keras model file")
+    evaluate.add_argument("--data", required=True, help="folder of clean images")
+    evaluate.add_argument("--task", choices=("denoise", "deblur_denoise"), default="denoise")
+    evaluate.add_argument("--sigma", type=float, default=0.1)
+    evaluate.add_argument("--kernel", default="gaussian", help="blur kernel name or file")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--json", help="also write the results here")
+    evaluate.set_defaults(handler=_evaluate)
 
     download = commands.add_parser("download-bsds300", help="fetch BSDS300 (needs internet)")
     download.add_argument("destination", help="folder that will hold BSDS300/")

@@ -198,11 +198,11 @@ def train(config, out_dir, images=None, strategy=None, log=print):
         TrainingError: on a non-finite loss (the last good checkpoint is kept) or a config that
             differs from the one the run started with.
     """
+    if images is None:  # before touching out_dir: a missing data folder must cost nothing
+        images = _training_images(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_or_write_config(config, out_dir)
-    if images is None:
-        images = _training_images(config)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")

@@ -21,3 +21,74 @@ def test_demo_restores_sample_photographs(tmp_path, capsys):
     assert main(["demo", "--steps", "150", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "astronaut" in out and (tmp_path / "astronaut.png").is_file()
+
+
+def _image_folder(folder):
+    from PIL import Image
+
+    from keras_resunet.io import to_uint8
+    from tests.conftest import smooth_image
+
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(to_uint8(smooth_image(40, 48, seed=index))).save(folder / f"{index}.png")
+    return folder
+
+
+def test_train_then_evaluate_from_the_command_line(tmp_path, capsys):
+    import json
+
+    images = _image_folder(tmp_path / "images")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "model: resunet\nmodel_args: {base_filters: 4, depth: 2}\npatch_size: 16\n"
+        "batch_size: 4\nsteps: 10\ncheckpoint_every: 5\njit_compile: false\n"
+        f"train_data: {images}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    assert (run / "model.keras").is_file()
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--config", str(config), "--out", str(run), "--resume"]) == 0
+
+    out = tmp_path / "eval.json"
+    args = [
+        "evaluate",
+        "--model",
+        str(run / "model.keras"),
+        "--data",
+        str(images),
+        "--json",
+        str(out),
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["n_images"] == 3 and len(result["images"]) == 3
+    assert 19.5 < result["psnr_degraded"] < 20.6  # sigma 0.1 is 20 dB
+    assert result["seconds_per_megapixel"] > 0
+    assert f"{result['psnr']:.2f}" in printed
+
+
+def test_bad_config_fails_before_any_work(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("model: resunet\nlearning_rat: 0.1\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 1
+    assert "learning_rat" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    config.write_text("model: resunet\ntrain_data: nowhere\n")
+    code = main(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "run2"),
+            "--data-root",
+            str(tmp_path),
+        ]
+    )
+    assert code == 1 and "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()
+    assert main(["evaluate", "--model", str(tmp_path / "no.keras"), "--data", str(tmp_path)]) == 1

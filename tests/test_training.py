@@ -21,8 +21,17 @@ IMAGES = [smooth_image(48, 48, seed=i) for i in range(3)]
 
 
 def tiny_config(**overrides):
-    values = dict(model="resunet", model_args=TINY, patch_size=16, batch_size=8, steps=20,
-                  checkpoint_every=10, learning_rate=2e-3, seed=3, jit_compile=False)
+    values = {
+        "model": "resunet",
+        "model_args": TINY,
+        "patch_size": 16,
+        "batch_size": 8,
+        "steps": 20,
+        "checkpoint_every": 10,
+        "learning_rate": 2e-3,
+        "seed": 3,
+        "jit_compile": False,
+    }
     return TrainConfig(**{**values, **overrides})
 
 
@@ -31,7 +40,11 @@ def test_config_from_yaml_rejects_bad_input(tmp_path):
     path.write_text("model: unet\nsteps: 30\ncheckpoint_every: 10\n")
     config = TrainConfig.from_yaml(path, overrides=["learning_rate=5e-4", "batch_size=8"])
     assert (config.model, config.steps, config.learning_rate, config.batch_size) == (
-        "unet", 30, 5e-4, 8)
+        "unet",
+        30,
+        5e-4,
+        8,
+    )
     path.write_text("modle: unet\n")
     with pytest.raises(ValueError, match="Unknown config keys \\['modle'\\]"):
         TrainConfig.from_yaml(path)
@@ -90,7 +103,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     train(tiny_config(steps=10), tmp_path / "run", images=IMAGES, log=lambda _: 0)
     clean_pipeline = training.data.patch_dataset
     monkeypatch.setattr(
-        training.data, "patch_dataset",
+        training.data,
+        "patch_dataset",
         lambda *a, **k: clean_pipeline(*a, **k).map(lambda x, y: (x * np.nan, y)),
     )
     with pytest.raises(TrainingError, match="nan"):
@@ -117,8 +131,12 @@ def test_sigkill_then_resume_finishes_the_planned_steps(tmp_path):
     script.write_text(RUN_SCRIPT.format(root=str(ROOT), tiny=TINY))
     run = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen([sys.executable, str(script), str(run)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(run)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not tf.train.latest_checkpoint(run / "checkpoints"):
         time.sleep(0.2)
@@ -128,8 +146,14 @@ def test_sigkill_then_resume_finishes_the_planned_steps(tmp_path):
     killed_at = tf.train.latest_checkpoint(run / "checkpoints")
     assert killed_at is not None, "no checkpoint was written before the kill"
     assert not (run / "model.keras").exists()
-    subprocess.run([sys.executable, str(script), str(run)], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    subprocess.run(
+        [sys.executable, str(script), str(run)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=300,
+    )
     assert tf.train.latest_checkpoint(run / "checkpoints").endswith("ckpt-200")
     assert int(killed_at.rsplit("-", 1)[1]) < 200
     keras.models.load_model(run / "model.keras")
@@ -161,8 +185,14 @@ def test_two_logical_cpus_give_the_same_loss_curve_as_one(tmp_path):
     script = tmp_path / "two.py"
     script.write_text(TWO_DEVICES_SCRIPT.format(root=str(ROOT), tiny=TINY))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, check=True,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert json.loads(result.stdout.strip().splitlines()[-1])["replicas"] == 2
 
     def losses(run):

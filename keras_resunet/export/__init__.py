@@ -97,7 +97,9 @@ def load_keras_model(path):
     if path.suffix != ".keras":
         raise ValueError(f"Expected a Keras model file ending in .keras. Received: {path}")
     try:
-        return keras.models.load_model(path)
+        import keras_resunet.models  # noqa: F401  registers the custom layers
+
+        return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises several unrelated types for a corrupt archive
         raise ValueError(f"{path} is not a loadable Keras model: {error}") from error
 

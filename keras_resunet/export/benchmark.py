@@ -29,6 +29,7 @@ class BenchmarkConfig:
     threads: int = 2
     out: str = "results/export"
     quantizations: tuple = ("none", "fp16", "dynamic", "int8")
+    model_description: str = ""  # how the model was made, for the results table
 
 
 def time_runner(runner, images, repeats):
@@ -105,7 +106,8 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
         row["speedup_vs_keras"] = row["megapixels_per_s"] / keras_speed
     result = {
         "command": command,
-        "model": config.model or "build_resunet() defaults, random weights (speed only)",
+        "model": (config.model or "build_resunet() defaults, random weights (speed only)")
+        + (f" ({config.model_description})" if config.model_description else ""),
         "image_size": [config.height, config.width],
         "threads": config.threads,
         "tensorflow_threads": tensorflow_threads,

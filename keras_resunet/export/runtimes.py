@@ -22,9 +22,9 @@ class Runner:
         return self._run(np.ascontiguousarray(batch, dtype=np.float32))
 
     def _load_keras(self):
-        import keras
+        from keras_resunet.inference import load_model
 
-        model = keras.models.load_model(self.path)
+        model = load_model(self.path)
         return lambda batch: model.predict(batch, verbose=0)
 
     def _load_savedmodel(self):
