@@ -22,6 +22,7 @@ def main(argv=None):
     parser.add_argument("--model-description", default="", help="how the model was trained")
     args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.split("x"))
+    images, source = _check_images(args.representative_data, limit=16)
     config = BenchmarkConfig(
         model=args.model,
         height=height,
@@ -29,9 +30,11 @@ def main(argv=None):
         repeats=args.repeats,
         threads=args.threads,
         out=args.out,
+        model_description=args.model_description,
+        check_data=source,
     )
     command = "python -m export.benchmark " + shlex.join(argv if argv is not None else sys.argv[1:])
-    run_benchmark(config, _check_images(args.representative_data, limit=16), command.strip())
+    run_benchmark(config, images, command.strip())
     return 0
 
 

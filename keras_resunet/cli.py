@@ -57,7 +57,7 @@ def _export(args):
         fixed_size=parse_size(args.fixed_size) if args.fixed_size else None,
         overwrite=args.overwrite,
     )
-    images = _check_images(args.representative_data, limit=16)
+    images, _ = _check_images(args.representative_data, limit=16)
     export_model(args.model, args.out, options, check_images=images)
     print(f"exported to {args.out}")
 
@@ -74,12 +74,14 @@ def _check_images(folder, limit):
             folder = None
     if folder is not None and Path(folder).is_dir():
         rgb, _ = data.load_images(folder, channels=3, limit=limit)
+        source = f"the first {len(rgb)} images of {folder}"
     else:
         from keras_resunet.demo import TRAIN_IMAGES, sample_image
 
         rgb = [sample_image(name) for name in TRAIN_IMAGES]
+        source = f"scikit-image samples {', '.join(TRAIN_IMAGES)}"
     gray = [image.mean(axis=-1, keepdims=True) for image in rgb]
-    return rgb + gray
+    return rgb + gray, source
 
 
 def build_parser():

@@ -1,11 +1,10 @@
 """Evaluate a restoration model on a folder of clean images with fixed, seeded degradations."""
 
 import json
-import os
 import time
-from pathlib import Path
 
 from keras_resunet import data, degradations, metrics
+from keras_resunet.io import write_text_atomically
 
 
 def evaluate_model(model, images, degradation, seed=0, names=None):
@@ -77,12 +76,8 @@ def evaluate_folder(model_path, folder, task="denoise", sigma=0.1, kernel="gauss
 
 
 def write_json(path, result):
-    """Writes `result` atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(result, indent=2))
-    os.replace(temporary, path)
+    """Writes `result` as JSON atomically."""
+    write_text_atomically(path, json.dumps(result, indent=2))
 
 
 def format_table(result):

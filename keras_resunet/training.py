@@ -31,6 +31,7 @@ import tensorflow as tf
 import yaml
 
 from keras_resunet import data, degradations
+from keras_resunet.io import write_text_atomically
 from keras_resunet.losses import RestorationLoss
 from keras_resunet.models import MODELS, build_model
 
@@ -278,10 +279,10 @@ def _check_or_write_config(config, out_dir):
             raise TrainingError(
                 f"{out_dir} holds a run with a different config ({changed}); use a new folder"
             )
-    _write_text_atomically(path, json.dumps(resolved, indent=2))
+    write_text_atomically(path, json.dumps(resolved, indent=2))
     if (out_dir / "run.json").is_file():
         return
-    _write_text_atomically(out_dir / "run.json", json.dumps(_provenance(), indent=2))
+    write_text_atomically(out_dir / "run.json", json.dumps(_provenance(), indent=2))
 
 
 def _provenance():
@@ -302,12 +303,6 @@ def _provenance():
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
-
-
-def _write_text_atomically(path, text):
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _save_atomically(model, path):

@@ -30,6 +30,7 @@ class BenchmarkConfig:
     out: str = "results/export"
     quantizations: tuple = ("none", "fp16", "dynamic", "int8")
     model_description: str = ""  # how the model was made, for the results table
+    check_data: str = ""  # where the check / calibration images came from
 
 
 def time_runner(runner, images, repeats):
@@ -109,6 +110,7 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
         "model": (config.model or "build_resunet() defaults, random weights (speed only)")
         + (f" ({config.model_description})" if config.model_description else ""),
         "image_size": [config.height, config.width],
+        "check_data": config.check_data,
         "threads": config.threads,
         "tensorflow_threads": tensorflow_threads,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -153,8 +155,8 @@ def _table(result):
         (
             "Max abs diff: largest difference from the Keras model's output over random inputs "
             "of several sizes and noisy test images. PSNR change: mean PSNR of the artifact's "
-            "output minus the Keras model's, on up to 4 noisy (sigma 0.1) crops of the check "
-            "images."
+            "output minus the Keras model's, on up to 4 noisy (sigma 0.1) 256x256 crops of the "
+            f"check images ({result['check_data']}), which also calibrate int8."
         ),
         "",
     ]
