@@ -52,7 +52,7 @@ def run_demo(config=DemoConfig(), log=print):
         seed=config.seed,
     )
     model = build_resunet(base_filters=config.base_filters)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=False)
     start = time.time()
     log(f"training a {model.count_params():,}-parameter ResUNet for {config.steps} steps ...")
     model.fit(dataset, steps_per_epoch=config.steps, epochs=1, verbose=0)

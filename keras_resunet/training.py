@@ -61,7 +61,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" or "cosine"
     clipnorm: float | None = None
     mixed_precision: bool = False
-    jit_compile: bool = True
+    # XLA measured slower on CPU for these models (results/training/throughput.json)
+    jit_compile: bool = False
     alpha: float = 1.0
     beta: float = 0.0
     perceptual: dict = field(default_factory=dict)
