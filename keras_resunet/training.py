@@ -15,6 +15,7 @@ of replicas under a strategy, and `fit` also runs on the JAX and PyTorch backend
 chooses, while we need atomic checkpoints at a step interval of our choosing.
 """
 
+import csv
 import dataclasses
 import json
 import math
@@ -314,9 +315,9 @@ def _save_atomically(model, path):
 
 def final_loss(out_dir):
     """The last logged training loss of a run (from log.csv)."""
-    rows = (Path(out_dir) / "log.csv").read_text().strip().splitlines()
-    header = rows[0].split(",")
-    return float(np.asarray(rows[-1].split(","))[header.index("loss")])
+    with open(Path(out_dir) / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return float(rows[-1]["loss"])
 
 
 class _StepTimer(keras.callbacks.Callback):

@@ -122,6 +122,7 @@ def validate_common(
     *,
     in_channels,
     out_channels,
+    base_filters,
     filters,
     depth,
     upsampling,
@@ -129,13 +130,14 @@ def validate_common(
     normalization,
     global_residual,
 ):
-    """Checks the arguments every UNet-family builder shares; returns `filters` as a tuple."""
+    """Checks the arguments every UNet-family builder shares; returns the per-level `filters`
+    tuple (from `base_filters` when `filters` is None)."""
     for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"`depth` must be an int >= 1. Received: depth={depth!r}")
-    filters = tuple(filters)
+    filters = default_filters(base_filters, depth) if filters is None else tuple(filters)
     if len(filters) != depth + 1 or any(not isinstance(f, int) or f < 1 for f in filters):
         raise ValueError(
             f"`filters` needs one positive int per level (depth + 1 = {depth + 1} entries). "

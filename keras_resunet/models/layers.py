@@ -6,6 +6,7 @@ a symbolic shape) or have no equivalent (pad to a multiple of 2**depth and crop 
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 _PACKAGE = "keras_resunet"
@@ -105,7 +106,7 @@ class Upsample2x(keras.layers.Layer):
             raise ValueError("Upsample2x needs a known channel count.")
         self._channels = channels
         if self.interpolation == "bilinear":
-            taps = ops.convert_to_numpy(ops.array([0.25, 0.5, 0.25], dtype="float32"))
+            taps = np.array([0.25, 0.5, 0.25], dtype="float32")
             kernel = taps[:, None] * taps[None, :]
             kernel = kernel[:, :, None, None].repeat(channels, axis=2)
             # A constant, not a weight: it is not trained and need not be saved.

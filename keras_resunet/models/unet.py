@@ -59,7 +59,8 @@ def build_unet(
     filters = blocks.validate_common(
         in_channels=in_channels,
         out_channels=out_channels,
-        filters=blocks.default_filters(base_filters, depth) if filters is None else filters,
+        base_filters=base_filters,
+        filters=filters,
         depth=depth,
         upsampling=upsampling,
         skip_join=skip_join,
