@@ -1,33 +1,38 @@
-"""Evaluate a restoration model on a folder of clean images with fixed, seeded degradations."""
+"""Evaluate a denoiser (learned or classical) on clean images with fixed, seeded degradations."""
 
 import json
 import time
 
 from keras_resunet import data, degradations, metrics
+from keras_resunet.inference import Denoiser, KerasDenoiser, load_denoiser, restore_image
 from keras_resunet.io import write_text_atomically
 
 
-def evaluate_model(model, images, degradation, seed=0, names=None):
+def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=False):
     """Restores every degraded image one at a time and scores it against the clean one.
 
     Args:
-        model: a Keras model (image in, image out).
+        model: a `Denoiser` or a Keras model (image in, image out).
         images: clean float32 (H, W, C) images in [0, 1].
         degradation: callable `(images, seed) -> degraded`.
         seed: evaluation seed; image i is degraded with seed (seed, i).
         names: optional image names for the per-image records.
+        ensemble: use the 8-fold flip/rotation self-ensemble.
 
     Returns:
         dict with per-image records (name, PSNR/SSIM of the degraded input and of the output),
-        means, and seconds per megapixel of restoration (after one warm-up image).
+        means, and seconds per megapixel of restoration (learned models after one warm-up image,
+        so tracing is not counted as restoration time).
     """
+    denoiser = model if isinstance(model, Denoiser) else KerasDenoiser(model)
     degraded, clean = data.evaluation_pairs(images, degradation, seed)
     names = names or [f"image{index:03d}" for index in range(len(images))]
-    model.predict(degraded[0][None], verbose=0)  # warm-up: tracing is not restoration time
+    if isinstance(denoiser, KerasDenoiser):
+        restore_image(denoiser, degraded[0], ensemble=ensemble)
     restored, seconds = [], 0.0
     for image in degraded:
         start = time.perf_counter()
-        restored.append(model.predict(image[None], verbose=0)[0])
+        restored.append(restore_image(denoiser, image, ensemble=ensemble))
         seconds += time.perf_counter() - start
     before = metrics.evaluate_pairs(degraded, clean)
     after = metrics.evaluate_pairs(restored, clean)
@@ -53,24 +58,43 @@ def evaluate_model(model, images, degradation, seed=0, names=None):
     }
 
 
-def evaluate_folder(model_path, folder, task="denoise", sigma=0.1, kernel="gaussian", seed=0):
-    """`evaluate_model` on a `.keras` file and an image folder (read in the model's channels)."""
-    from keras_resunet.inference import load_model
+def evaluate_folder(
+    model,
+    folder,
+    task="denoise",
+    sigma=0.1,
+    kernel="gaussian",
+    seed=0,
+    channels=None,
+    ensemble=False,
+    cache=None,
+):
+    """`evaluate_model` on a denoiser spec and an image folder.
 
-    model = load_model(model_path)
-    images, paths = data.load_images(folder, channels=model.input_shape[-1])
-    degradation = degradations.make_degradation(
-        task,
-        sigma=sigma,
-        kernel=None if task == "denoise" else degradations.make_kernel(kernel),
+    Args:
+        model: `.keras` path, shipped model name, or classical method ("nlm", "bm3d").
+        folder: folder of clean images.
+        task, sigma, kernel: the degradation (kernel name or file, for deblur_denoise).
+        seed: evaluation seed.
+        channels: 1 or 3; default the model's channels (3 for classical methods).
+        ensemble: 8-fold self-ensemble.
+        cache: folder caching classical outputs (e.g. BM3D).
+    """
+    blur = None if task == "denoise" else degradations.make_kernel(kernel)
+    degradation = degradations.make_degradation(task, sigma=sigma, kernel=blur)
+    denoiser = load_denoiser(model, sigma=sigma, kernel=blur, cache=cache)
+    images, paths = data.load_images(folder, channels=channels or denoiser.channels or 3)
+    result = evaluate_model(
+        denoiser, images, degradation, seed, names=[p.name for p in paths], ensemble=ensemble
     )
-    result = evaluate_model(model, images, degradation, seed, names=[p.name for p in paths])
     return {
-        "model": str(model_path),
+        "model": str(model),
+        "method": denoiser.name,
         "data": str(folder),
         "task": task,
         "sigma": sigma,
         "seed": seed,
+        "ensemble": ensemble,
         **result,
     }
 

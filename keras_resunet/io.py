@@ -3,6 +3,7 @@
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +105,91 @@ def save_image(path, image):
     array = to_uint8(image)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    suffix = path.suffix or ".png"
-    handle, temporary = tempfile.mkstemp(suffix=suffix, dir=path.parent or ".")
+    _save_atomically(Image.fromarray(array), path)
+
+
+@dataclass
+class ImageFile:
+    """An image as read from disk, kept in its own mode so it can be written back the same way.
+
+    Attributes:
+        pixels: float32 (H, W, 1) for gray or (H, W, 3) for color, in [0, 1].
+        alpha: float32 (H, W, 1) in [0, 1], or None.
+        bit_depth: 8 or 16 (16 only for gray: Pillow keeps 16 bits for single-channel images).
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    bit_depth: int = 8
+
+
+def read_image_file(path):
+    """Reads an image keeping its mode: gray stays gray, RGBA keeps its alpha, 16-bit gray keeps
+    16 bits. Palette images become RGB(A); CMYK and other modes become RGB.
+
+    Raises:
+        ImageReadError: if the file is missing, not an image or corrupt (the message names it).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(image).astype(np.float32) / 65535.0
+                return ImageFile(np.clip(array, 0, 1)[..., None], None, 16)
+            if image.mode == "P":
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+            if image.mode in ("1", "L", "LA"):
+                array = np.asarray(image.convert("LA"))
+                color, alpha = array[..., :1], array[..., 1:]
+                has_alpha = image.mode == "LA"
+            else:
+                has_alpha = image.mode in ("RGBA", "PA", "RGBa", "La")
+                array = np.asarray(image.convert("RGBA"))
+                color, alpha = array[..., :3], array[..., 3:]
+    except FileNotFoundError as error:
+        raise ImageReadError(f"{path}: file not found") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(f"{path}: not a readable image ({error})") from error
+    return ImageFile(to_float01(color), to_float01(alpha) if has_alpha else None, 8)
+
+
+def save_image_file(path, image, quality=95):
+    """Writes an `ImageFile` in its mode (gray/RGB, alpha, 8 or 16 bits), atomically.
+
+    The format follows the suffix of `path`; JPEG has no alpha or 16 bits, so those are refused.
+
+    Raises:
+        ValueError: if the format cannot hold the image's mode.
+    """
+    path = Path(path)
+    pixels = np.clip(np.asarray(image.pixels, dtype=np.float32), 0, 1)
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    if jpeg and (image.alpha is not None or image.bit_depth == 16):
+        raise ValueError(f"{path}: JPEG cannot store alpha or 16-bit images; use .png or .tif")
+    if image.bit_depth == 16:
+        if pixels.shape[-1] != 1:
+            raise ValueError(f"{path}: 16-bit output is supported for gray images only")
+        converted = Image.fromarray(np.round(pixels[..., 0] * 65535).astype(np.uint16))
+    else:
+        array = to_uint8(pixels)
+        if image.alpha is not None:
+            array = np.concatenate([array, to_uint8(image.alpha)], axis=-1)
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+        converted = Image.fromarray(array)
+    options = {"quality": quality} if jpeg else {}
+    _save_atomically(converted, path, options)
+
+
+def _save_atomically(image, path, options=None):
+    # a hidden name: an interrupted write leaves no file that looks like a result
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent or "."
+    )
     os.close(handle)
     try:
-        Image.fromarray(array).save(temporary)
+        image.save(temporary, **(options or {}))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -205,6 +205,7 @@ def test_two_logical_cpus_give_the_same_loss_curve_as_one(tmp_path):
 def test_measure_throughput_reports_patches_per_second():
     from keras_resunet.training import measure_throughput
 
-    row = measure_throughput("unet", IMAGES, batch_size=4, patch_size=16, steps=3, warmup=2,
-                             jit_compile=False, **TINY)
+    row = measure_throughput(
+        "unet", IMAGES, batch_size=4, patch_size=16, steps=3, warmup=2, jit_compile=False, **TINY
+    )
     assert row["patches_per_second"] > 0 and row["parameters"] > 0
