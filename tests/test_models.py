@@ -4,20 +4,33 @@ import pytest
 import tensorflow as tf
 
 from keras_resunet import MODELS, build_model, build_resunet, build_unet
-from keras_resunet.models import Upsample2x, model_minimum_size
+from keras_resunet.models import (
+    Upsample2x,
+    build_autoencoder,
+    build_dncnn,
+    build_rdunet,
+    model_minimum_size,
+)
 from tests.conftest import check_image_model
 
 TINY = {"base_filters": 4, "depth": 3}
+TINY_BY_MODEL = {"dncnn": {"depth": 4, "filters": 4}}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_builder_checks(name, tmp_path):
-    check_image_model(MODELS[name], tmp_path, **TINY)
+    check_image_model(MODELS[name], tmp_path, **TINY_BY_MODEL.get(name, TINY))
 
 
 @pytest.mark.parametrize(
     "builder, rgb, gray",
-    [(build_unet, 1_675_283, 1_674_705), (build_resunet, 1_667_683, 1_667_105)],
+    [
+        (build_unet, 1_675_283, 1_674_705),
+        (build_resunet, 1_667_683, 1_667_105),
+        (build_dncnn, 560_323, 558_017),
+        (build_autoencoder, 1_455_907, 1_454_753),
+        (build_rdunet, 1_465_891, 1_465_313),
+    ],
 )
 def test_default_parameter_counts_match_docstrings(builder, rgb, gray):
     assert builder().count_params() == rgb
@@ -114,3 +127,21 @@ def test_default_model_uses_leaky_relu_and_no_normalization():
     kinds = {type(layer).__name__ for layer in model.layers}
     assert "LeakyReLU" in kinds and "BatchNormalization" not in kinds
     assert isinstance(model, keras.Model)
+
+
+def test_dncnn_predicts_the_noise_and_autoencoder_output_stays_in_range():
+    # DnCNN subtracts its prediction: with a zeroed last layer it is the identity
+    model = build_dncnn(depth=3, filters=4)
+    noise_layer = model.get_layer("dncnn_noise")
+    noise_layer.set_weights([np.zeros_like(w) for w in noise_layer.get_weights()])
+    x = np.random.default_rng(0).random((1, 11, 13, 3), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x, atol=1e-7)
+    y = build_autoencoder(base_filters=4, depth=2).predict(x * 50 - 25, verbose=0)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_new_builders_reject_bad_arguments():
+    with pytest.raises(ValueError, match="`depth` must be an int >= 3. Received: depth=2"):
+        build_dncnn(depth=2)
+    with pytest.raises(ValueError, match="`dense_layers` must be an int >= 1"):
+        build_rdunet(dense_layers=0)

@@ -1,12 +1,18 @@
 """Model builders and the registry that maps names to them."""
 
+from keras_resunet.models.autoencoder import build_autoencoder
+from keras_resunet.models.dncnn import build_dncnn
 from keras_resunet.models.layers import CropToMatch, PadToMultiple, Upsample2x, minimum_size
+from keras_resunet.models.rdunet import build_rdunet
 from keras_resunet.models.resunet import build_resunet
 from keras_resunet.models.unet import build_unet
 
 MODELS = {
     "unet": build_unet,
     "resunet": build_resunet,
+    "dncnn": build_dncnn,
+    "autoencoder": build_autoencoder,
+    "rdunet": build_rdunet,
 }
 
 
@@ -32,7 +38,10 @@ __all__ = [
     "CropToMatch",
     "PadToMultiple",
     "Upsample2x",
+    "build_autoencoder",
+    "build_dncnn",
     "build_model",
+    "build_rdunet",
     "build_resunet",
     "build_unet",
     "model_minimum_size",
