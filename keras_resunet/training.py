@@ -166,13 +166,20 @@ def _learning_rate(config):
 
 
 class _Checkpointer(keras.callbacks.Callback):
-    """Saves model + optimizer after every chunk when the loss is finite; stops on NaN/Inf."""
+    """Saves model + optimizer after every chunk when the loss is finite; stops on NaN/Inf.
 
-    def __init__(self, manager, steps_per_chunk):
+    Beside each checkpoint, progress.json keeps the steps done and the training seconds spent
+    over every session of the run (a resumed run adds to them).
+    """
+
+    def __init__(self, manager, steps_per_chunk, progress_path):
         super().__init__()
         self.manager = manager
         self.steps_per_chunk = steps_per_chunk
         self.failed = None
+        self.progress_path = progress_path
+        self.seconds_before = read_progress(progress_path.parent)["train_seconds"]
+        self.start = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -182,7 +189,51 @@ class _Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.failed is None:
-            self.manager.save(checkpoint_number=(epoch + 1) * self.steps_per_chunk)
+            steps = (epoch + 1) * self.steps_per_chunk
+            self.manager.save(checkpoint_number=steps)
+            seconds = self.seconds_before + time.time() - self.start
+            progress = {"steps": steps, "train_seconds": round(seconds, 1)}
+            write_text_atomically(self.progress_path, json.dumps(progress))
+
+
+def read_progress(out_dir):
+    """{"steps", "train_seconds"} of a run so far (zeros before its first checkpoint)."""
+    path = Path(out_dir) / "progress.json"
+    if not path.is_file():
+        return {"steps": 0, "train_seconds": 0.0}
+    return json.loads(path.read_text())
+
+
+class _RunLock:
+    """A lock file holding the training process id: two processes must never train the same
+    run folder (their checkpoints would interleave). A lock left by a dead process is taken
+    over."""
+
+    def __init__(self, out_dir):
+        self.path = Path(out_dir) / ".lock"
+
+    def __enter__(self):
+        try:
+            owner = int(self.path.read_text())
+        except (OSError, ValueError):
+            owner = None
+        if owner and owner != os.getpid() and _process_alive(owner):
+            raise TrainingError(f"{self.path.parent} is being trained by process {owner}")
+        self.path.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def train(config, out_dir, images=None, strategy=None, log=print):
@@ -198,13 +249,19 @@ def train(config, out_dir, images=None, strategy=None, log=print):
         log: where progress lines go.
 
     Raises:
-        TrainingError: on a non-finite loss (the last good checkpoint is kept) or a config that
+        TrainingError: when another live process is training `out_dir`; on a non-finite loss
+            (the last good checkpoint is kept); or on a config that
             differs from the one the run started with.
     """
     if images is None:  # before touching out_dir: a missing data folder must cost nothing
         images = _training_images(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with _RunLock(out_dir):
+        return _train_locked(config, out_dir, images, strategy, log)
+
+
+def _train_locked(config, out_dir, images, strategy, log):
     _check_or_write_config(config, out_dir)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -239,7 +296,7 @@ def train(config, out_dir, images=None, strategy=None, log=print):
             config.batch_size,
             seed=config.seed + done,  # a resumed run draws fresh patches, not a replay
         )
-        checkpointer = _Checkpointer(manager, chunk)
+        checkpointer = _Checkpointer(manager, chunk, out_dir / "progress.json")
         callbacks = [
             checkpointer,
             keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
@@ -253,6 +310,7 @@ def train(config, out_dir, images=None, strategy=None, log=print):
             initial_epoch=done // chunk,
             callbacks=callbacks,
             verbose=2 if sys.stdout.isatty() else 0,
+            shuffle=False,  # the dataset draws random patches itself
         )
         if checkpointer.failed is not None:
             raise TrainingError(
@@ -284,10 +342,10 @@ def _check_or_write_config(config, out_dir):
     write_text_atomically(path, json.dumps(resolved, indent=2))
     if (out_dir / "run.json").is_file():
         return
-    write_text_atomically(out_dir / "run.json", json.dumps(_provenance(), indent=2))
+    write_text_atomically(out_dir / "run.json", json.dumps(provenance(), indent=2))
 
 
-def _provenance():
+def provenance():
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -1,0 +1,176 @@
+"""What the experiment scripts share: train a config's run if needed, evaluate any denoiser on
+the standard test sets, and turn the outcome into result records.
+
+The scripts in `experiments/` list their methods and call these functions; `--quick` shrinks
+every budget (steps, widths, test images) so the whole pipeline runs in minutes.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from keras_resunet import data, degradations, evaluation, results, training
+from keras_resunet.inference import Denoiser, restore_image
+
+# Test sets under the data root: name -> (folder, channels)
+COLOR_TEST_SETS = {"BSDS300": ("BSDS300/images/test", 3), "CBSD68": ("CBSD68", 3)}
+GRAY_TEST_SETS = {"BSD68": ("BSD68", 1), "Set12": ("Set12", 1)}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much to spend. `quick` trains a few steps of narrow models on a few test images."""
+
+    quick: bool = False
+    quick_steps: int = 20
+    quick_images: int = 3
+
+    def config(self, config):
+        if not self.quick:
+            return config
+        values = config.to_dict()
+        values.update(
+            steps=self.quick_steps,
+            checkpoint_every=self.quick_steps // 2,
+            batch_size=8,
+            model_args={**values["model_args"], **_narrow(config.model)},
+        )
+        return training.TrainConfig.from_dict(values)
+
+    @property
+    def image_limit(self):
+        return self.quick_images if self.quick else None
+
+
+def _narrow(model):
+    return {"dncnn": {"depth": 5, "filters": 8}}.get(model, {"base_filters": 4})
+
+
+def perceptual_weights_problem(config):
+    """None if the config's VGG weights can be had, else why not (e.g. no internet here).
+
+    Weights None mean a random VGG: allowed in tests, never reported as the perceptual result.
+    """
+    if not config.beta:
+        return None
+    weights = config.perceptual.get("weights")
+    if weights is None:
+        return "not run: random VGG weights are not the perceptual loss"
+    from keras_resunet.losses import build_feature_extractor
+
+    try:
+        build_feature_extractor(config.perceptual.get("backbone", "vgg19"), weights=weights)
+    except Exception as error:  # noqa: BLE001  a download failure has no common type
+        return "not run: no ImageNet weights on this machine (download failed)"
+    return None
+
+
+def train_if_needed(config, run_dir, data_root=None, log=print):
+    """Trains (or resumes, or just reloads) the run for `config` in `run_dir`.
+
+    Returns:
+        (model, progress): the trained Keras model and {"steps", "train_seconds"}.
+    """
+    if data_root is not None:
+        config = training.TrainConfig.from_dict({**config.to_dict(), "data_root": str(data_root)})
+    model = training.train(config, run_dir, log=log)
+    return model, training.read_progress(run_dir)
+
+
+def load_test_set(name, data_root=None, limit=None, gray=False):
+    """(images, names) of a standard test set under the data root."""
+    folder, channels = {**COLOR_TEST_SETS, **GRAY_TEST_SETS}[name]
+    root = data.resolve_data_root(data_root)
+    images, paths = data.load_images(root / folder, channels=1 if gray else channels, limit=limit)
+    return images, [p.name for p in paths]
+
+
+class Identity(Denoiser):
+    """Returns its input: the "degraded input" row every table carries."""
+
+    def __init__(self):
+        super().__init__("degraded input")
+
+    def __call__(self, images):
+        return images
+
+
+def evaluate_on(denoiser, method, task, sigma, test_sets, kernel=None, provenance=None, **extra):
+    """Evaluates `denoiser` on each loaded test set; returns one record per set.
+
+    Args:
+        denoiser: a `Denoiser`.
+        method: the name in the table.
+        task, sigma, kernel: the degradation (kernel: 2-D array for deblur_denoise).
+        test_sets: {name: (images, names)}.
+        provenance: dict of Record fields (command, commit, machine, time).
+        extra: more Record fields (params, train_steps, train_seconds, notes).
+    """
+    degradation = degradations.make_degradation(task, sigma=sigma, kernel=kernel)
+    records = []
+    for dataset, (images, names) in test_sets.items():
+        result = evaluation.evaluate_model(denoiser, images, degradation, seed=0, names=names)
+        psnrs = [image["psnr"] for image in result["images"]]
+        records.append(
+            results.Record(
+                method=method,
+                task=task,
+                dataset=dataset,
+                sigma=sigma,
+                n_images=result["n_images"],
+                psnr=result["psnr"],
+                ssim=result["ssim"],
+                psnr_std=float(_std(psnrs)),
+                seconds_per_megapixel=result["seconds_per_megapixel"],
+                **(provenance or {}),
+                **extra,
+            )
+        )
+    return records
+
+
+def degrade_one(degradation, clean, seed=0):
+    """`clean` degraded exactly as image 0 of an evaluation set with `seed`."""
+    degraded, _ = data.evaluation_pairs([clean], degradation, seed)
+    return degraded[0]
+
+
+def _std(values):
+    import numpy as np
+
+    return np.std(values) if values else 0.0
+
+
+def provenance():
+    """Record fields saying how a result was made."""
+    info = training.provenance()
+    return {
+        "command": info["command"],
+        "commit": info["git_commit"] or "",
+        "machine": results.machine_description(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def figure_panels(clean, degraded, restorers, degraded_title="degraded"):
+    """Panels for `results.make_figure`: ground truth, degraded, then each restorer's output
+    with its PSNR. `restorers` maps a title to a `Denoiser` or to None (drawn as not run)."""
+    from keras_resunet import metrics
+
+    panels = [
+        ("ground truth", clean),
+        (f"{degraded_title} {float(metrics.psnr(degraded, clean)):.2f} dB", degraded),
+    ]
+    for title, denoiser in restorers.items():
+        if denoiser is None:
+            panels.append((f"{title}: not run", None))
+            continue
+        restored = restore_image(denoiser, degraded)
+        panels.append((f"{title} {float(metrics.psnr(restored, clean)):.2f} dB", restored))
+    return panels
+
+
+def run_dir_for(runs, config_path, quick):
+    """runs/<config name>, or runs/quick/<config name> for the quick budget (never mixed)."""
+    name = Path(config_path).stem
+    return Path(runs) / ("quick" if quick else "") / name

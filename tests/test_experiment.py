@@ -1,0 +1,89 @@
+import json
+
+import pytest
+from PIL import Image
+
+from experiments import reproduce
+from keras_resunet import experiment, io
+from keras_resunet.training import TrainConfig
+from tests.conftest import smooth_image
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """A miniature data root in the layout of ../shared/datasets."""
+    root = tmp_path / "data"
+    for folder, count in (("BSDS300/images/train", 4), ("BSDS300/images/test", 2), ("CBSD68", 2)):
+        (root / folder).mkdir(parents=True)
+        for index in range(count):
+            image = io.to_uint8(smooth_image(40, 56, seed=index + 10 * count))
+            Image.fromarray(image).save(root / folder / f"{index}.png")
+    return root
+
+
+def test_quick_reproduction_writes_summary_table_and_figure(data_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        experiment,
+        "perceptual_weights_problem",
+        lambda config: "not run: no weights (test)" if config.beta else None,
+    )
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    argv = [
+        "--task",
+        "denoise",
+        "--quick",
+        "--data-root",
+        str(data_root),
+        "--runs",
+        str(runs),
+        "--results",
+        str(out),
+    ]
+    assert reproduce.main(argv) == 0
+    records = json.loads((out / "denoise" / "summary.json").read_text())
+    by_key = {(r["method"], r["dataset"]): r for r in records}
+    assert set(by_key) == {
+        (m, d)
+        for m in ("degraded input", "unet", "resunet", "resunet_perceptual")
+        for d in ("BSDS300", "CBSD68")
+    }
+    resunet = by_key[("resunet", "BSDS300")]
+    assert resunet["n_images"] == 2 and resunet["train_steps"] == 20 and resunet["commit"] != ""
+    assert 5 < resunet["psnr"] < 60 and by_key[("resunet_perceptual", "CBSD68")]["psnr"] is None
+    assert "| unet |" in (out / "denoise" / "README.md").read_text()
+    assert (out / "denoise" / "figure.png").is_file()
+    # a second call reloads the finished runs instead of training again
+    assert reproduce.main(argv + ["--skip-training"]) == 0
+    progress = json.loads((runs / "quick" / "resunet_denoise_poster" / "progress.json").read_text())
+    assert progress["steps"] == 20
+
+
+def test_missing_test_set_fails_before_any_training(data_root, tmp_path, capsys):
+    import shutil
+
+    shutil.rmtree(data_root / "CBSD68")
+    argv = [
+        "--task",
+        "denoise",
+        "--quick",
+        "--data-root",
+        str(data_root),
+        "--runs",
+        str(tmp_path / "runs"),
+    ]
+    assert reproduce.main(argv) == 1
+    assert "CBSD68" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_perceptual_without_real_weights_is_never_run():
+    base = TrainConfig()
+    assert experiment.perceptual_weights_problem(base) is None
+    random_vgg = TrainConfig.from_dict({"beta": 1.0, "perceptual": {"weights": None}})
+    assert "random VGG" in experiment.perceptual_weights_problem(random_vgg)
+
+
+def test_quick_budget_shrinks_steps_and_width():
+    config = experiment.Budget(quick=True).config(TrainConfig(steps=7000, checkpoint_every=250))
+    assert (config.steps, config.checkpoint_every, config.batch_size) == (20, 10, 8)
+    assert config.model_args == {"base_filters": 4}
