@@ -60,7 +60,7 @@ def perceptual_weights_problem(config):
 
     try:
         build_feature_extractor(config.perceptual.get("backbone", "vgg19"), weights=weights)
-    except Exception as error:  # noqa: BLE001  a download failure has no common type
+    except Exception:  # noqa: BLE001  a download failure has no common type
         return "not run: no ImageNet weights on this machine (download failed)"
     return None
 

@@ -146,8 +146,7 @@ def write_readme(path, records, task, intro):
         "",
         "Machines: " + "; ".join(machines),
         "",
-        "Every number comes from `summary.json` beside this file (per-record command, commit and "
-        "time).",
+        "Every number comes from `summary.json` beside this file (with command, commit, time).",
         "",
     ]
     write_text_atomically(path, "\n".join(text))
