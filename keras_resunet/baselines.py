@@ -13,6 +13,7 @@ the exact input and the method's settings: tables rebuild without running it aga
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,10 +172,12 @@ def _bm3d_deblur_channel(channel, sigma, kernel):
 
 
 class CachedDenoiser(Denoiser):
-    """Wraps a slow denoiser: each restored image is stored as `.npy` in `folder`, keyed by the
+    """Wraps a slow denoiser: each restored image is stored as `.npz` in `folder`, keyed by the
     SHA-256 of the input pixels and the method's name and settings, and reused when asked again.
 
-    Files are written atomically, so an interrupted run leaves no truncated cache entry.
+    Each entry keeps the seconds the method took, and `compute_seconds` sums them over the
+    images returned, so timings in tables are the method's, not the cache's. Files are written
+    atomically: an interrupted run leaves no truncated entry.
     """
 
     def __init__(self, denoiser, folder):
@@ -183,6 +186,7 @@ class CachedDenoiser(Denoiser):
         self.folder = Path(folder)
         self.hits = 0
         self.misses = 0
+        self.compute_seconds = 0.0
 
     def settings(self):
         return self.denoiser.settings()
@@ -194,15 +198,20 @@ class CachedDenoiser(Denoiser):
         return digest.hexdigest()[:32]
 
     def restore_one(self, image):
-        path = self.folder / f"{self.name}-{self._key(image)}.npy"
+        path = self.folder / f"{self.name}-{self._key(image)}.npz"
         if path.is_file():
             self.hits += 1
-            return np.load(path)
+            with np.load(path) as entry:
+                self.compute_seconds += float(entry["seconds"])
+                return entry["restored"]
         self.misses += 1
+        start = time.perf_counter()
         restored = self.denoiser.restore_one(image)
+        seconds = time.perf_counter() - start
+        self.compute_seconds += seconds
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-        np.save(temporary, restored)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(temporary, restored=restored, seconds=seconds)
         os.replace(temporary, path)
         return restored
 

@@ -77,6 +77,82 @@ def train_if_needed(config, run_dir, data_root=None, log=print):
     return model, training.read_progress(run_dir)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """Where runs live and how much to do: shared by every experiment script."""
+
+    runs: str = "runs"
+    data_root: str | None = None
+    budget: Budget = Budget()
+    skip_training: bool = False
+
+
+def add_common_arguments(parser):
+    """The arguments every experiment script takes."""
+    parser.add_argument("--quick", action="store_true", help="minutes, for tests and demos")
+    parser.add_argument("--data-root", help="default: $KERAS_RESUNET_DATA, else ../shared/datasets")
+    parser.add_argument("--runs", default="runs", help="run folders (default runs/)")
+    parser.add_argument("--results", help="default results/, or runs/quick/results with --quick")
+    parser.add_argument("--skip-training", action="store_true", help="evaluate finished runs only")
+
+
+def options_from(args):
+    """(RunOptions, results folder) from parsed common arguments."""
+    budget = Budget(quick=args.quick)
+    options = RunOptions(args.runs, args.data_root, budget, args.skip_training)
+    default = Path(args.runs) / "quick" / "results" if args.quick else Path("results")
+    return options, Path(args.results) if args.results else default
+
+
+def load_test_sets(names, options, gray=False):
+    """{name: (images, names)}; a missing set fails here, before any training."""
+    limit = options.budget.image_limit
+    return {name: load_test_set(name, options.data_root, limit=limit, gray=gray) for name in names}
+
+
+def learned_method(method, config_path, test_sets, options, made, log=print):
+    """Trains (or resumes / reloads) one config's run and evaluates it on `test_sets`.
+
+    Returns:
+        (records, denoiser): one record per test set, and the trained model as a `Denoiser`
+        (None when the method could not run; its records then say why).
+    """
+    from keras_resunet.inference import KerasDenoiser
+
+    config = options.budget.config(training.TrainConfig.from_yaml(config_path))
+    kernel = None if config.task == "denoise" else degradations.make_kernel(config.kernel)
+    run_dir = run_dir_for(options.runs, config_path, options.budget.quick)
+    problem = perceptual_weights_problem(config)
+    if problem is None and options.skip_training and not (run_dir / "model.keras").is_file():
+        problem = "not run: training not finished"
+    if problem:
+        log(f"{method}: {problem}")
+        records = [
+            results.Record(method, config.task, name, config.sigma, status=problem, **made)
+            for name in test_sets
+        ]
+        return records, None
+    log(f"{method}: training / resuming {run_dir} ({config.steps} steps)")
+    model, progress = train_if_needed(config, run_dir, options.data_root, log=log)
+    denoiser = KerasDenoiser(model, name=method)
+    records = evaluate_on(
+        denoiser,
+        method,
+        config.task,
+        config.sigma,
+        test_sets,
+        kernel=kernel,
+        provenance=made,
+        params=model.count_params(),
+        train_steps=progress["steps"] or config.steps,
+        train_seconds=progress["train_seconds"] or None,
+        notes={"config": f"experiments/configs/{Path(config_path).name}", "run": str(run_dir)},
+    )
+    for record in records:
+        log(f"  {record.dataset}: PSNR {record.psnr:.2f} dB, SSIM {record.ssim:.4f}")
+    return records, denoiser
+
+
 def load_test_set(name, data_root=None, limit=None, gray=False):
     """(images, names) of a standard test set under the data root."""
     folder, channels = {**COLOR_TEST_SETS, **GRAY_TEST_SETS}[name]
@@ -174,3 +250,48 @@ def run_dir_for(runs, config_path, quick):
     """runs/<config name>, or runs/quick/<config name> for the quick budget (never mixed)."""
     name = Path(config_path).stem
     return Path(runs) / ("quick" if quick else "") / name
+
+
+INTRO = """
+Written by `python -m experiments.reproduce --task {task}` (UNet, ResUNet, ResUNet + perceptual
+loss: the poster's models) and `python -m experiments.baselines --task {task}` (NLM, BM3D, DnCNN,
+autoencoder, RDUNet). Learned models are trained by the project's trainer with the config named
+in their record's notes (experiments/configs/). Every image of each test set is degraded with
+seeded noise (image i of a set gets seed (0, i); sigma {sigma} on [0, 1]), the output is clipped
+to [0, 1], and PSNR/SSIM are averaged over images. "poster PSNR" is the poster's BSDS300-test
+number. "s / MP" is restoration time per megapixel on the machine named below. The perceptual
+variant needs ImageNet VGG19 weights: where they could not be downloaded the row says so.
+Figures: `figure.png` (the poster's models), `figure_baselines.png` (the baselines), on the
+centre of the first BSDS300 test image.
+"""
+
+
+def write_task_results(out, task, test_sets, records, made, denoisers, figure_name):
+    """Adds the degraded-input rows, merges `records` into out/summary.json, rewrites
+    out/README.md and draws `figure_name` from `denoisers` ({title: Denoiser or None})."""
+    sample = next(r for r in records)
+    kernel = degradations.make_kernel("gaussian") if task != "denoise" else None
+    records = records + evaluate_on(
+        Identity(), "degraded input", task, sample.sigma, test_sets, kernel, made
+    )
+    all_records = results.update_records(Path(out) / "summary.json", records)
+    intro = INTRO.format(task=task, sigma=sample.sigma)
+    results.write_readme(Path(out) / "README.md", all_records, task, intro)
+    clean = (
+        test_sets["BSDS300"][0][0]
+        if "BSDS300" in test_sets
+        else next(iter(test_sets.values()))[0][0]
+    )
+    degradation = degradations.make_degradation(task, sigma=sample.sigma, kernel=kernel)
+    degraded = degrade_one(degradation, clean)
+    panels = figure_panels(clean, degraded, denoisers)
+    results.make_figure(Path(out) / figure_name, panels, crop=_centre_crop(clean, 192))
+    print(results.format_table(all_records, task))
+    print(f"written to {out}/ (summary.json, README.md, {figure_name})")
+    return all_records
+
+
+def _centre_crop(image, size):
+    height, width = image.shape[:2]
+    size = min(size, height, width)
+    return ((height - size) // 2, (width - size) // 2, size, size)

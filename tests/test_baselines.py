@@ -45,7 +45,7 @@ def test_cache_reuses_results_and_keys_on_input_and_settings(tmp_path):
     first = cached(degraded[None])
     again = baselines.make_classical("nlm", sigma=0.1, cache=tmp_path)(degraded[None])
     np.testing.assert_array_equal(first, again)
-    assert len(list(tmp_path.glob("nlm-*.npy"))) == 1
+    assert len(list(tmp_path.glob("nlm-*.npz"))) == 1
     # another sigma, or another input, is another entry
     other = baselines.make_classical("nlm", sigma=0.05, cache=tmp_path)
     other(degraded[None])

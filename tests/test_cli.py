@@ -92,3 +92,16 @@ def test_bad_config_fails_before_any_work(tmp_path, capsys):
     assert code == 1 and "nowhere" in capsys.readouterr().err
     assert not (tmp_path / "run2").exists()
     assert main(["evaluate", "--model", str(tmp_path / "no.keras"), "--data", str(tmp_path)]) == 1
+
+
+def test_evaluate_a_classical_method_from_the_command_line(tmp_path, capsys):
+    import json
+
+    folder = _image_folder(tmp_path / "images")
+    out = tmp_path / "nlm.json"
+    assert main(["evaluate", "--method", "nlm", "--data", str(folder), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["method"] == "nlm" and result["n_images"] == 3
+    assert result["psnr"] > result["psnr_degraded"] + 3
+    with pytest.raises(SystemExit):  # --method and --model exclude each other
+        main(["evaluate", "--method", "nlm", "--model", "x.keras", "--data", str(folder)])

@@ -87,3 +87,40 @@ def test_quick_budget_shrinks_steps_and_width():
     config = experiment.Budget(quick=True).config(TrainConfig(steps=7000, checkpoint_every=250))
     assert (config.steps, config.checkpoint_every, config.batch_size) == (20, 10, 8)
     assert config.model_args == {"base_filters": 4}
+
+
+def test_quick_baselines_share_the_task_summary(data_root, tmp_path):
+    from experiments import baselines
+
+    out = tmp_path / "results"
+    common = [
+        "--quick",
+        "--data-root",
+        str(data_root),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--results",
+        str(out),
+    ]
+    assert baselines.main(["--task", "denoise", "--methods", "nlm,bm3d,dncnn", *common]) == 0
+    records = json.loads((out / "denoise" / "summary.json").read_text())
+    psnr = {(r["method"], r["dataset"]): r["psnr"] for r in records}
+    assert psnr[("nlm", "BSDS300")] > psnr[("degraded input", "BSDS300")] + 3
+    assert psnr[("bm3d", "CBSD68")] > psnr[("degraded input", "CBSD68")] + 3
+    assert ("dncnn", "CBSD68") in psnr
+    assert (out / "denoise" / "figure_baselines.png").is_file()
+    # BM3D's outputs are cached by input: the two miniature sets hold the same 2 images (as
+    # CBSD68 repeats BSDS300 test images), so 2 entries serve all 4 restorations
+    assert len(list((tmp_path / "runs" / "quick" / "cache" / "bm3d").glob("*.npz"))) == 2
+
+
+def test_unknown_baseline_is_a_clear_error(data_root, capsys):
+    from experiments import baselines
+
+    assert (
+        baselines.main(
+            ["--task", "denoise", "--methods", "wavelet", "--quick", "--data-root", str(data_root)]
+        )
+        == 1
+    )
+    assert "Unknown methods ['wavelet']" in capsys.readouterr().err

@@ -1,0 +1,85 @@
+"""The baselines on the poster's protocol, in the same results table as the poster's models.
+
+    python -m experiments.baselines --task denoise [--methods nlm,bm3d,dncnn,autoencoder,rdunet]
+    python -m experiments.baselines --gray [--quick]
+
+Color (`--task`): NLM and BM3D with the known sigma (and kernel, for deblur_denoise), and
+DnCNN, the denoising autoencoder and RDUNet trained by the project's trainer on the poster's
+budget (experiments/configs/<model>_<task>.yaml), evaluated on BSDS300 test and CBSD68 and
+merged into results/<task>/summary.json, README.md, and figure_baselines.png.
+
+Gray (`--gray`): DnCNN and ResUNet trained on Train400 at sigma 25/255, with NLM and BM3D,
+evaluated on BSD68 and Set12 into results/gray_denoise/ (DnCNN's published BSD68 PSNR is 29.23).
+
+BM3D takes seconds per image: its outputs are cached in runs/cache/<method>/ keyed by input and
+settings, so tables rebuild without running it again.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from keras_resunet import degradations, experiment
+from keras_resunet.baselines import make_classical
+
+CONFIGS = Path(__file__).parent / "configs"
+CLASSICAL = ("nlm", "bm3d")
+LEARNED = ("dncnn", "autoencoder", "rdunet")
+GRAY_LEARNED = ("dncnn", "resunet")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--task", choices=("denoise", "deblur_denoise"))
+    target.add_argument("--gray", action="store_true", help="Train400 -> BSD68 / Set12, sigma 25")
+    parser.add_argument("--methods", help="comma-separated subset (default: all)")
+    experiment.add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"baselines: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args):
+    options, out = experiment.options_from(args)
+    task = "denoise" if args.gray else args.task
+    learned = GRAY_LEARNED if args.gray else LEARNED
+    methods = args.methods.split(",") if args.methods else [*CLASSICAL, *learned]
+    unknown = sorted(set(methods) - {*CLASSICAL, *learned})
+    if unknown:
+        raise ValueError(f"Unknown methods {unknown}. Valid: {[*CLASSICAL, *learned]}")
+    if args.gray:
+        test_sets = experiment.load_test_sets(experiment.GRAY_TEST_SETS, options, gray=True)
+        folder, sigma = out / "gray_denoise", 25 / 255
+    else:
+        test_sets = experiment.load_test_sets(experiment.COLOR_TEST_SETS, options)
+        folder, sigma = out / task, 0.1
+    kernel = degradations.make_kernel("gaussian") if task == "deblur_denoise" else None
+    made = experiment.provenance()
+    records, denoisers = [], {}
+    cache = Path(options.runs) / ("quick" if options.budget.quick else "") / "cache"
+    for method in methods:
+        if method in CLASSICAL:
+            denoiser = make_classical(method, sigma, kernel=kernel, cache=cache / method)
+            print(f"{method}: evaluating (cache {cache / method})")
+            found = experiment.evaluate_on(
+                denoiser, method, task, sigma, test_sets, kernel, made, notes=denoiser.settings()
+            )
+            denoisers[method.upper()] = denoiser
+        else:
+            name = f"{method}_gray25" if args.gray else f"{method}_{task}"
+            found, denoisers[method] = experiment.learned_method(
+                method, CONFIGS / f"{name}.yaml", test_sets, options, made
+            )
+        records += found
+    experiment.write_task_results(
+        folder, task, test_sets, records, made, denoisers, "figure_baselines.png"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
