@@ -11,7 +11,7 @@ def _demo(args):
     run_demo(
         DemoConfig(
             task=args.task,
-            steps=args.steps,
+            train_steps=args.train_steps,
             output=args.output,
             seed=args.seed,
             base_filters=args.base_filters,
@@ -118,13 +118,20 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="resunet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="train briefly and restore sample photographs")
+    demo = commands.add_parser("demo", help="restore degraded sample photographs (NLM vs ResUNet)")
     demo.add_argument("--task", choices=("denoise", "deblur_denoise"), default="denoise")
-    demo.add_argument("--steps", type=int, default=300)
+    demo.add_argument(
+        "--train-steps",
+        type=int,
+        default=0,
+        help="train a small ResUNet this long instead of using the shipped model",
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--output", default="demo_output")
-    demo.add_argument("--base-filters", type=int, default=8, help="16 = the poster's ResUNet")
-    demo.add_argument("--save-model", help="also save the trained model (.keras)")
+    demo.add_argument(
+        "--base-filters", type=int, default=8, help="with --train-steps; 16 = the poster's ResUNet"
+    )
+    demo.add_argument("--save-model", help="with --train-steps: save the trained model (.keras)")
     demo.set_defaults(handler=_demo)
 
     train = commands.add_parser("train", help="train a model from a YAML config")

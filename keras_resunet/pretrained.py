@@ -15,6 +15,7 @@ class Pretrained:
     """A shipped model: its file name in the models folder, and what it restores."""
 
     filename: str
+    model: str
     task: str
     sigma: float
     description: str
@@ -22,16 +23,17 @@ class Pretrained:
 
 PRETRAINED = {
     "resunet-denoise": Pretrained(
-        "resunet-denoise.keras", "denoise", 0.1, "ResUNet, RGB, Gaussian noise sigma 0.1"
+        "resunet-denoise.keras", "resunet", "denoise", 0.1, "ResUNet, RGB, Gaussian noise sigma 0.1"
     ),
     "resunet-deblur-denoise": Pretrained(
         "resunet-deblur-denoise.keras",
+        "resunet",
         "deblur_denoise",
         0.1,
         "ResUNet, RGB, 7x7 Gaussian blur (sigma 1.6) + noise sigma 0.1",
     ),
     "unet-denoise": Pretrained(
-        "unet-denoise.keras", "denoise", 0.1, "UNet, RGB, Gaussian noise sigma 0.1"
+        "unet-denoise.keras", "unet", "denoise", 0.1, "UNet, RGB, Gaussian noise sigma 0.1"
     ),
 }
 
@@ -76,3 +78,72 @@ def resolve(spec):
         f"Unknown model {spec!r}: give a .keras path or a shipped model name "
         f"{sorted(PRETRAINED)} (or a classical method: bm3d, nlm)"
     )
+
+
+def ship(run_dir, name, records, command):
+    """Copies a finished run's model into the models folder as `<name>.keras` (weights only, no
+    optimizer state) with a model card `<name>.md` built from its config and result records.
+
+    Args:
+        run_dir: a finished training run (model.keras, config.json, progress.json, run.json).
+        name: a key of `PRETRAINED`.
+        records: `results.Record`s of this model (one per test set, status "ok").
+        command: the command that shipped it (written in the card).
+
+    Raises:
+        ValueError: unknown name, a run of another task, or no evaluated records.
+        FileNotFoundError: the run has no final model.
+    """
+    import json
+
+    from keras_resunet.inference import load_model
+    from keras_resunet.io import write_text_atomically
+
+    if name not in PRETRAINED:
+        raise ValueError(f"Unknown shipped model name {name!r}. Valid: {sorted(PRETRAINED)}")
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    expected = PRETRAINED[name]
+    found = (config["model"], config["task"], config["sigma"])
+    if found != (expected.model, expected.task, expected.sigma):
+        raise ValueError(f"{run_dir} trained {found} (model, task, sigma), not {name}")
+    records = [r for r in records if r.status == "ok"]
+    if not records:
+        raise ValueError(f"no evaluation results for {run_dir}: run experiments.reproduce first")
+    model = load_model(run_dir / "model.keras")
+    target = models_dir() / PRETRAINED[name].filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f"tmp-{target.name}")
+    model.save(temporary)
+    os.replace(temporary, target)
+    progress = json.loads((run_dir / "progress.json").read_text())
+    provenance = json.loads((run_dir / "run.json").read_text())
+    rows = "\n".join(
+        f"| {r.dataset} | {r.n_images} | {r.psnr:.2f} | {r.ssim:.4f} |" for r in records
+    )
+    card = f"""# {name}
+
+{PRETRAINED[name].description}. File: `{target.name}` (Keras 3 format, {model.count_params():,}
+parameters, no optimizer state). Load with `keras_resunet.inference.load_model` or use by name:
+`resunet denoise --model {name} ...`.
+
+- Task: {config["task"]}, Gaussian noise sigma {config["sigma"]} on [0, 1] images (not clipped)
+  {"after a " + config["kernel"] + " blur kernel (7x7, sigma 1.6, circular)" if config["task"] != "denoise" else ""}
+- Training data: {config["train_data"]} ({config["patch_size"]}x{config["patch_size"]} random
+  patches with flips/rotations, degraded on the fly)
+- Budget: {progress["steps"]:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
+  ({config["lr_schedule"]}), {progress["train_seconds"] / 60:.0f} min of training on
+  {records[0].machine}
+- Trained by: `{provenance["command"]}` (commit {provenance["git_commit"]}); config in
+  `{run_dir / "config.json"}` when the run folder is present, and in `experiments/configs/`.
+
+Measured (seeded evaluation noise, output clipped, mean over images; `{records[0].command}`):
+
+| test set | images | PSNR (dB) | SSIM |
+| --- | ---: | ---: | ---: |
+{rows}
+
+Shipped by `{command}`.
+"""
+    write_text_atomically(target.with_suffix(".md"), card)
+    return target

@@ -18,9 +18,30 @@ def test_unknown_subcommand_exits_non_zero():
 
 @pytest.mark.slow
 def test_demo_restores_sample_photographs(tmp_path, capsys):
-    assert main(["demo", "--steps", "150", "--output", str(tmp_path)]) == 0
+    assert main(["demo", "--train-steps", "150", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "astronaut" in out and (tmp_path / "astronaut.png").is_file()
+
+
+def test_demo_uses_the_shipped_model_and_compares_with_nlm(tmp_path, monkeypatch):
+    from keras_resunet.demo import DemoConfig, run_demo
+    from keras_resunet.models import build_resunet
+
+    monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path / "models"))
+    (tmp_path / "models").mkdir()
+    build_resunet(base_filters=4, depth=2).save(tmp_path / "models" / "resunet-denoise.keras")
+    lines = []
+    table = run_demo(DemoConfig(output=str(tmp_path / "out")), log=lines.append)
+    assert "shipped model resunet-denoise" in lines[0]
+    assert set(table) == {"astronaut", "chelsea", "coffee"}
+    for row in table.values():
+        assert list(row) == ["degraded", "NLM", "ResUNet"]
+        assert row["NLM"][0] > row["degraded"][0] + 3  # PSNR
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+    ]
 
 
 def _image_folder(folder):

@@ -57,6 +57,18 @@ def test_quick_reproduction_writes_summary_table_and_figure(data_root, tmp_path,
     progress = json.loads((runs / "quick" / "resunet_denoise_poster" / "progress.json").read_text())
     assert progress["steps"] == 20
 
+    # ship it: the model loads by name and its card carries the measured numbers
+    from experiments import ship
+    from keras_resunet.inference import load_denoiser
+
+    monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path / "models"))
+    run = str(runs / "quick" / "resunet_denoise_poster")
+    assert ship.main(["--run", run, "--name", "unet-denoise", "--results", str(out)]) == 1
+    assert ship.main(["--run", run, "--name", "resunet-denoise", "--results", str(out)]) == 0
+    card = (tmp_path / "models" / "resunet-denoise.md").read_text()
+    assert f"| BSDS300 | 2 | {resunet['psnr']:.2f} |" in card and "20 steps" in card
+    assert load_denoiser("resunet-denoise").channels == 3
+
 
 def test_missing_test_set_fails_before_any_training(data_root, tmp_path, capsys):
     import shutil

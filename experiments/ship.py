@@ -1,0 +1,39 @@
+"""Ship a finished, evaluated run as a pretrained model in saved_models/.
+
+    python -m experiments.ship --run runs/resunet_denoise_poster --name resunet-denoise
+
+The run must have been evaluated by `python -m experiments.reproduce` (or experiments.baselines):
+its records in results/<task>/summary.json go into the model card.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from keras_resunet import pretrained, results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="finished run folder")
+    parser.add_argument("--name", required=True, choices=sorted(pretrained.PRETRAINED))
+    parser.add_argument("--results", default="results", help="results folder (default results/)")
+    args = parser.parse_args(argv)
+    command = " ".join(["python -m experiments.ship", *(sys.argv[1:] if argv is None else argv)])
+    task = pretrained.PRETRAINED[args.name].task
+    records = [
+        r
+        for r in results.load_records(Path(args.results) / task / "summary.json")
+        if r.notes.get("run") == str(Path(args.run))
+    ]
+    try:
+        path = pretrained.ship(args.run, args.name, records, command)
+    except (ValueError, OSError) as error:
+        print(f"ship: error: {error}", file=sys.stderr)
+        return 1
+    print(f"shipped {path} and {path.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
