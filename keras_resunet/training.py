@@ -196,6 +196,42 @@ class _Checkpointer(keras.callbacks.Callback):
             write_text_atomically(self.progress_path, json.dumps(progress))
 
 
+@keras.saving.register_keras_serializable(package="keras_resunet")
+def psnr_metric(y_true, y_pred):
+    """Per-patch PSNR (dB, peak 1) of the clipped prediction: the progress bar's `psnr`."""
+    error = keras.ops.mean(keras.ops.square(keras.ops.clip(y_pred, 0, 1) - y_true), axis=(1, 2, 3))
+    return 10.0 * keras.ops.log(1.0 / keras.ops.maximum(error, 1e-10)) / math.log(10.0)
+
+
+class _ImageSummaries(keras.callbacks.Callback):
+    """After each chunk, writes degraded | restored | clean crops of a few fixed training
+    images to TensorBoard, so a run can be watched, not just its loss."""
+
+    def __init__(self, folder, images, degradation, steps_per_chunk, seed, count=3, size=96):
+        super().__init__()
+        crops = []
+        for image in images[:count]:
+            top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+            crops.append(image[max(top, 0) : top + size, max(left, 0) : left + size])
+        side = min(min(c.shape[0], c.shape[1]) for c in crops)
+        self.clean = np.stack([c[:side, :side] for c in crops])
+        self.degraded = degradation(tf.constant(self.clean), tf.constant([seed, 7], tf.int64))
+        self.writer = tf.summary.create_file_writer(str(folder))
+        self.steps_per_chunk = steps_per_chunk
+
+    def on_epoch_end(self, epoch, logs=None):
+        restored = tf.clip_by_value(self.model(self.degraded, training=False), 0, 1)
+        panels = tf.concat([tf.clip_by_value(self.degraded, 0, 1), restored, self.clean], axis=2)
+        with self.writer.as_default():
+            tf.summary.image(
+                "degraded | restored | clean",
+                panels,
+                step=(epoch + 1) * self.steps_per_chunk,
+                max_outputs=len(self.clean),
+            )
+        self.writer.flush()
+
+
 def read_progress(out_dir):
     """{"steps", "train_seconds"} of a run so far (zeros before its first checkpoint)."""
     path = Path(out_dir) / "progress.json"
@@ -271,7 +307,9 @@ def _train_locked(config, out_dir, images, strategy, log):
         model = build_model(config.model, in_channels=config.channels, **config.model_args)
         optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
         loss = RestorationLoss(config.alpha, config.beta, config.perceptual)
-        model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
+        model.compile(
+            optimizer=optimizer, loss=loss, metrics=[psnr_metric], jit_compile=config.jit_compile
+        )
         model.optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, out_dir / "checkpoints", max_to_keep=2)
@@ -301,17 +339,26 @@ def _train_locked(config, out_dir, images, strategy, log):
             checkpointer,
             keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
+            _ImageSummaries(
+                out_dir / "tensorboard" / "images", images, degradation, chunk, config.seed
+            ),
         ]
         start = time.time()
-        model.fit(
-            dataset,
-            steps_per_epoch=chunk,
-            epochs=total_chunks,
-            initial_epoch=done // chunk,
-            callbacks=callbacks,
-            verbose=2 if sys.stdout.isatty() else 0,
-            shuffle=False,  # the dataset draws random patches itself
-        )
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _fit_multi_worker(
+                model, dataset, strategy, chunk, done // chunk, total_chunks, callbacks, config
+            )
+        else:
+            model.fit(
+                dataset,
+                steps_per_epoch=chunk,
+                epochs=total_chunks,
+                initial_epoch=done // chunk,
+                callbacks=callbacks,
+                # a live progress bar on a terminal, one line per chunk in a log file
+                verbose=1 if sys.stdout.isatty() else 2,
+                shuffle=False,  # the dataset draws random patches itself
+            )
         if checkpointer.failed is not None:
             raise TrainingError(
                 f"loss became {checkpointer.failed}; stopped. The last good checkpoint is kept: "
@@ -325,6 +372,57 @@ def _train_locked(config, out_dir, images, strategy, log):
         )
     _save_atomically(model, out_dir / "model.keras")
     return model
+
+
+def _fit_multi_worker(
+    model, dataset, strategy, steps_per_chunk, first_chunk, chunks, callbacks, config
+):
+    """`fit` for MultiWorkerMirroredStrategy, which Keras 3's own `fit` does not run (it fails
+    converting a PerReplica batch: keras-team/keras#20585, open for TF 2.16 to 2.21).
+
+    The same compiled model, optimizer, loss and callbacks, driven by a small distributed step:
+    each replica computes its per-patch losses, scales them once by the global batch
+    (`tf.nn.compute_average_loss`), and the optimizer all-reduces the gradients across workers.
+    """
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    loss_function = model.loss
+
+    def replica_step(batch):
+        degraded, clean = batch
+        with tf.GradientTape() as tape:
+            restored = model(degraded, training=True)
+            per_patch = loss_function.call(clean, restored)
+            loss = tf.nn.compute_average_loss(per_patch, global_batch_size=config.batch_size)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        psnr = tf.nn.compute_average_loss(
+            psnr_metric(clean, restored), global_batch_size=config.batch_size
+        )
+        return loss, psnr
+
+    @tf.function
+    def train_step(iterator):
+        loss, psnr = strategy.run(replica_step, args=(next(iterator),))
+        return strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", psnr, axis=None)
+
+    callback_list.on_train_begin()
+    for chunk in range(first_chunk, chunks):
+        callback_list.on_epoch_begin(chunk)
+        losses, psnrs = [], []
+        for step in range(steps_per_chunk):
+            loss, psnr = train_step(iterator)
+            losses.append(float(loss))
+            psnrs.append(float(psnr))
+            callback_list.on_train_batch_end(step, {"loss": losses[-1]})
+            if model.stop_training:
+                break
+        callback_list.on_epoch_end(
+            chunk, {"loss": float(np.mean(losses)), "psnr_metric": float(np.mean(psnrs))}
+        )
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
 
 
 def _check_or_write_config(config, out_dir):
