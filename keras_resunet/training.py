@@ -15,6 +15,7 @@ of replicas under a strategy, and `fit` also runs on the JAX and PyTorch backend
 chooses, while we need atomic checkpoints at a step interval of our choosing.
 """
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -215,12 +216,14 @@ class _ImageSummaries(keras.callbacks.Callback):
             crops.append(image[max(top, 0) : top + size, max(left, 0) : left + size])
         side = min(min(c.shape[0], c.shape[1]) for c in crops)
         self.clean = np.stack([c[:side, :side] for c in crops])
-        self.degraded = degradation(tf.constant(self.clean), tf.constant([seed, 7], tf.int64))
+        degraded = degradation(tf.constant(self.clean), tf.constant([seed, 7], tf.int64))
+        self.degraded = np.asarray(degraded)
         self.writer = tf.summary.create_file_writer(str(folder))
         self.steps_per_chunk = steps_per_chunk
 
     def on_epoch_end(self, epoch, logs=None):
-        restored = tf.clip_by_value(self.model(self.degraded, training=False), 0, 1)
+        restored = keras.ops.convert_to_numpy(self.model(self.degraded, training=False))
+        restored = tf.clip_by_value(restored, 0, 1)
         panels = tf.concat([tf.clip_by_value(self.degraded, 0, 1), restored, self.clean], axis=2)
         with self.writer.as_default():
             tf.summary.image(
@@ -230,6 +233,37 @@ class _ImageSummaries(keras.callbacks.Callback):
                 max_outputs=len(self.clean),
             )
         self.writer.flush()
+
+
+class _KerasCheckpoints:
+    """Checkpoints for the JAX and PyTorch backends, whose variables `tf.train.Checkpoint`
+    cannot track: `ckpt-<step>.keras` files holding model and optimizer state, each written
+    under a temporary name and renamed, the two newest kept. Same interface as the
+    `tf.train.CheckpointManager` the TensorFlow backend uses."""
+
+    def __init__(self, folder, model, max_to_keep=2):
+        self.folder = Path(folder)
+        self.model = model
+        self.max_to_keep = max_to_keep
+
+    def _existing(self):
+        found = [(int(p.stem.split("-")[1]), p) for p in self.folder.glob("ckpt-*.keras")]
+        return [path for _, path in sorted(found)]
+
+    @property
+    def latest_checkpoint(self):
+        existing = self._existing()
+        return str(existing[-1]) if existing else None
+
+    def save(self, checkpoint_number):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"ckpt-{checkpoint_number}.keras"
+        temporary = self.folder / f"tmp-ckpt-{checkpoint_number}.keras"
+        self.model.save(temporary)
+        os.replace(temporary, path)
+        for old in self._existing()[: -self.max_to_keep]:
+            old.unlink()
+        return str(path)
 
 
 def read_progress(out_dir):
@@ -302,8 +336,17 @@ def _train_locked(config, out_dir, images, strategy, log):
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = strategy or make_strategy()
-    with strategy.scope():
+    tensorflow_backend = keras.backend.backend() == "tensorflow"
+    if tensorflow_backend:
+        strategy = strategy or make_strategy()
+        scope = strategy.scope()
+    elif strategy is not None:
+        raise ValueError(
+            f"tf.distribute needs the TensorFlow backend, not {keras.backend.backend()}"
+        )
+    else:
+        scope = contextlib.nullcontext()
+    with scope:
         model = build_model(config.model, in_channels=config.channels, **config.model_args)
         optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
         loss = RestorationLoss(config.alpha, config.beta, config.perceptual)
@@ -311,12 +354,17 @@ def _train_locked(config, out_dir, images, strategy, log):
             optimizer=optimizer, loss=loss, metrics=[psnr_metric], jit_compile=config.jit_compile
         )
         model.optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, out_dir / "checkpoints", max_to_keep=2)
+    if tensorflow_backend:
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        manager = tf.train.CheckpointManager(checkpoint, out_dir / "checkpoints", max_to_keep=2)
+        restore = lambda path: checkpoint.restore(path).expect_partial()
+    else:
+        manager = _KerasCheckpoints(out_dir / "checkpoints", model)
+        restore = model.load_weights
     done = 0
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        done = int(manager.latest_checkpoint.rsplit("-", 1)[1])
+        restore(manager.latest_checkpoint)
+        done = int(Path(manager.latest_checkpoint).stem.rsplit("-", 1)[1])
         log(f"resuming {out_dir} at step {done}")
     chunk = config.checkpoint_every
     total_chunks = math.ceil(config.steps / chunk)
@@ -344,7 +392,7 @@ def _train_locked(config, out_dir, images, strategy, log):
             ),
         ]
         start = time.time()
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if tensorflow_backend and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             _fit_multi_worker(
                 model, dataset, strategy, chunk, done // chunk, total_chunks, callbacks, config
             )

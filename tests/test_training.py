@@ -334,3 +334,59 @@ def test_two_workers_on_localhost_train_to_the_same_weights(tmp_path):
     # and training moved them (the two copies agree because they trained together)
     changed = [not np.allclose(a, b) for a, b in zip(weights[0], initial.get_weights())]
     assert any(changed)
+
+
+OTHER_BACKEND_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["KERAS_BACKEND"] = sys.argv[1]
+    sys.path.insert(0, {root!r})
+    import keras, numpy as np
+    from keras_resunet.training import TrainConfig, train
+    from tests.conftest import smooth_image
+    assert keras.backend.backend() == sys.argv[1]
+    images = [smooth_image(48, 48, seed=i) for i in range(3)]
+    config = TrainConfig(model="resunet", model_args={tiny!r}, patch_size=16, batch_size=8,
+                         steps=10, checkpoint_every=10, seed=3, jit_compile=False)
+    train(config, sys.argv[2], images=images)
+    # a second call with more steps resumes from the step-10 checkpoint
+    config = TrainConfig(**{{**config.to_dict(), "steps": 20}})
+    model = train(config, sys.argv[2], images=images, log=print)
+    x = images[0][None, :40, :36]
+    np.save(sys.argv[2] + "/prediction.npy", keras.ops.convert_to_numpy(model(x)))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    script = tmp_path / "other.py"
+    script.write_text(OTHER_BACKEND_SCRIPT.format(root=str(ROOT), tiny=TINY))
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(script), backend, str(run)],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming {run} at step 10" in result.stdout
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "ckpt-10.keras",
+        "ckpt-20.keras",
+    ]
+    assert json.loads((run / "progress.json").read_text())["steps"] == 20
+    assert len(_losses(run)) == 2
+    # the model trained on the other backend loads here, on TensorFlow, and predicts the same
+    from keras_resunet.inference import load_model
+
+    loaded = load_model(run / "model.keras")
+    x = IMAGES[0][None, :40, :36]
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), np.load(run / "prediction.npy"), atol=1e-5
+    )

@@ -37,7 +37,15 @@ class PadToMultiple(keras.layers.Layer):
         # number into C's remainder, which would give a negative pad.
         pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
         pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
-        x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
+        if keras.backend.backend() == "torch":
+            # torch reflect-pads only the trailing spatial axes of NCHW tensors, and Keras'
+            # torch pad fails on an all-zero reflect pad (sizes are Python ints here)
+            if pad_h or pad_w:
+                x = ops.transpose(x, (0, 3, 1, 2))
+                x = ops.pad(x, [[0, 0], [0, 0], [0, pad_h], [0, pad_w]], mode="reflect")
+                x = ops.transpose(x, (0, 2, 3, 1))
+        else:
+            x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
         return _restore_channels(x, shape[1] + pad_h, shape[2] + pad_w, self._channels)
 
     def build(self, input_shape):
