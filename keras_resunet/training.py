@@ -333,6 +333,10 @@ def train(config, out_dir, images=None, strategy=None, log=print):
 
 def _train_locked(config, out_dir, images, strategy, log):
     _check_or_write_config(config, out_dir)
+    final = out_dir / "model.keras"
+    if final.is_file() and read_progress(out_dir)["steps"] >= config.steps:
+        log(f"{out_dir} is finished ({config.steps} steps): loading {final}")
+        return keras.models.load_model(final, compile=False)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -354,12 +358,20 @@ def _train_locked(config, out_dir, images, strategy, log):
             optimizer=optimizer, loss=loss, metrics=[psnr_metric], jit_compile=config.jit_compile
         )
         model.optimizer.build(model.trainable_variables)
-    if tensorflow_backend:
+    # A run keeps the checkpoint format it started with: TensorFlow's (tf.train) on the
+    # TensorFlow backend, .keras files on the others; .keras files load on every backend.
+    folder = out_dir / "checkpoints"
+    tf_format = (folder / "checkpoint").is_file()
+    if tf_format and not tensorflow_backend:
+        raise TrainingError(
+            f"{out_dir} has TensorFlow checkpoints: resume it with KERAS_BACKEND=tensorflow"
+        )
+    if tensorflow_backend and (tf_format or not any(folder.glob("ckpt-*.keras"))):
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-        manager = tf.train.CheckpointManager(checkpoint, out_dir / "checkpoints", max_to_keep=2)
+        manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=2)
         restore = lambda path: checkpoint.restore(path).expect_partial()
     else:
-        manager = _KerasCheckpoints(out_dir / "checkpoints", model)
+        manager = _KerasCheckpoints(folder, model)
         restore = model.load_weights
     done = 0
     if manager.latest_checkpoint:
@@ -508,6 +520,7 @@ def provenance():
         "git_commit": commit,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
     }
 
 

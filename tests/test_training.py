@@ -390,3 +390,20 @@ def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), np.load(run / "prediction.npy"), atol=1e-5
     )
+    # and the run continues on TensorFlow from its .keras checkpoint
+    config = TrainConfig(
+        model="resunet",
+        model_args=TINY,
+        patch_size=16,
+        batch_size=8,
+        steps=20,
+        checkpoint_every=10,
+        seed=3,
+        jit_compile=False,
+    )
+    lines = []
+    train(config, run, images=IMAGES, log=lines.append)
+    assert "is finished (20 steps)" in lines[0]
+    train(TrainConfig(**{**config.to_dict(), "steps": 30}), run, images=IMAGES, log=lines.append)
+    assert f"resuming {run} at step 20" in lines[1]
+    assert json.loads((run / "progress.json").read_text())["steps"] == 30
