@@ -36,12 +36,7 @@ def main(argv=None):
     parser.add_argument("--methods", help="comma-separated subset (default: all)")
     experiment.add_common_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, OSError, RuntimeError) as error:
-        print(f"baselines: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return experiment.run_script("baselines", run, args)
 
 
 def run(args):

@@ -2,7 +2,8 @@
 
     python -m experiments.reproduce --task denoise [--quick] [--data-root DIR]
 
-For UNet, ResUNet and ResUNet + perceptual loss (experiments/configs/<model>_<task>_poster.yaml)
+For UNet, ResUNet and ResUNet + perceptual loss (experiments/configs/<model>_<task>_poster.yaml;
+`--methods resunet_strong` adds our stronger configuration, configs/resunet_strong_<task>.yaml)
 it trains the run in runs/<config> (resuming a half-done one; a finished one is only reloaded),
 evaluates it on BSDS300 test (100 images) and CBSD68 (68) with the fixed evaluation noise, and
 writes results/<task>/summary.json (merged with other scripts' records), results/<task>/README.md
@@ -19,33 +20,40 @@ from pathlib import Path
 from keras_resunet import experiment
 
 CONFIGS = Path(__file__).parent / "configs"
-METHODS = (
-    ("unet", "UNet"),
-    ("resunet", "ResUNet"),
-    ("resunet_perceptual", "ResUNet + perceptual"),
-)
+METHODS = {
+    "unet": ("UNet", "unet_{task}_poster"),
+    "resunet": ("ResUNet", "resunet_{task}_poster"),
+    "resunet_perceptual": ("ResUNet + perceptual", "resunet_perceptual_{task}_poster"),
+    "resunet_strong": ("ResUNet (ours, strong)", "resunet_strong_{task}"),
+}
+POSTER = ("unet", "resunet", "resunet_perceptual")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("denoise", "deblur_denoise"), required=True)
+    parser.add_argument(
+        "--methods",
+        default=",".join(POSTER),
+        help=f"comma-separated, of {sorted(METHODS)} (default: the poster's three)",
+    )
     experiment.add_common_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        reproduce(args)
-    except (ValueError, OSError, RuntimeError) as error:
-        print(f"reproduce: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return experiment.run_script("reproduce", reproduce, args)
 
 
 def reproduce(args):
+    methods = args.methods.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"Unknown methods {unknown}. Valid: {sorted(METHODS)}")
     options, out = experiment.options_from(args)
     test_sets = experiment.load_test_sets(experiment.COLOR_TEST_SETS, options)
     made = experiment.provenance()
     records, denoisers = [], {}
-    for method, title in METHODS:
-        config_path = CONFIGS / f"{method}_{args.task}_poster.yaml"
+    for method in methods:
+        title, config_name = METHODS[method]
+        config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
         found, denoisers[title] = experiment.learned_method(
             method, config_path, test_sets, options, made
         )

@@ -46,6 +46,7 @@ def _evaluate(args):
         channels=args.channels,
         ensemble=args.ensemble,
         cache=args.cache,
+        limit=args.limit,
     )
     print(format_table(result))
     if args.json:
@@ -162,6 +163,7 @@ def build_parser():
     evaluate.add_argument("--channels", type=int, choices=(1, 3), help="default: the model's")
     evaluate.add_argument("--ensemble", action="store_true", help="8-fold self-ensemble")
     evaluate.add_argument("--cache", help="folder caching classical outputs (e.g. BM3D)")
+    evaluate.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     evaluate.add_argument("--json", help="also write the results here")
     evaluate.set_defaults(handler=_evaluate)
 

@@ -72,6 +72,7 @@ def evaluate_folder(
     channels=None,
     ensemble=False,
     cache=None,
+    limit=None,
 ):
     """`evaluate_model` on a denoiser spec and an image folder.
 
@@ -83,11 +84,14 @@ def evaluate_folder(
         channels: 1 or 3; default the model's channels (3 for classical methods).
         ensemble: 8-fold self-ensemble.
         cache: folder caching classical outputs (e.g. BM3D).
+        limit: evaluate only the first `limit` images (sorted by name).
     """
     blur = None if task == "denoise" else degradations.make_kernel(kernel)
     degradation = degradations.make_degradation(task, sigma=sigma, kernel=blur)
     denoiser = load_denoiser(model, sigma=sigma, kernel=blur, cache=cache)
-    images, paths = data.load_images(folder, channels=channels or denoiser.channels or 3)
+    images, paths = data.load_images(
+        folder, channels=channels or denoiser.channels or 3, limit=limit
+    )
     result = evaluate_model(
         denoiser, images, degradation, seed, names=[p.name for p in paths], ensemble=ensemble
     )

@@ -96,6 +96,18 @@ def add_common_arguments(parser):
     parser.add_argument("--skip-training", action="store_true", help="evaluate finished runs only")
 
 
+def run_script(name, function, args):
+    """Runs an experiment script's body: errors become one line on stderr and exit status 1."""
+    import sys
+
+    try:
+        function(args)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def options_from(args):
     """(RunOptions, results folder) from parsed common arguments."""
     budget = Budget(quick=args.quick)

@@ -316,16 +316,7 @@ def test_two_workers_on_localhost_train_to_the_same_weights(tmp_path):
         np.testing.assert_array_equal(first, second)
     # the global batch is split across the workers and the loss scaled once: the loss curve is
     # the one a single process gets from `fit` on the same global batches
-    single = TrainConfig(
-        model="resunet",
-        model_args=TINY,
-        patch_size=16,
-        batch_size=8,
-        steps=20,
-        checkpoint_every=10,
-        seed=3,
-        jit_compile=False,
-    )
+    single = tiny_config(learning_rate=1e-3)
     train(single, tmp_path / "single", images=IMAGES, log=lambda _: 0)
     curves = [_losses(tmp_path / name) for name in ("worker0", "worker1", "single")]
     # (a wrong scaling would be off by 2x; all-reduce order moves Adam's first steps by ~0.2%)
@@ -391,16 +382,7 @@ def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
         loaded.predict(x, verbose=0), np.load(run / "prediction.npy"), atol=1e-5
     )
     # and the run continues on TensorFlow from its .keras checkpoint
-    config = TrainConfig(
-        model="resunet",
-        model_args=TINY,
-        patch_size=16,
-        batch_size=8,
-        steps=20,
-        checkpoint_every=10,
-        seed=3,
-        jit_compile=False,
-    )
+    config = tiny_config(learning_rate=1e-3)
     lines = []
     train(config, run, images=IMAGES, log=lines.append)
     assert "is finished (20 steps)" in lines[0]
