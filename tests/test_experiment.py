@@ -13,11 +13,21 @@ from tests.conftest import smooth_image
 def data_root(tmp_path):
     """A miniature data root in the layout of ../shared/datasets."""
     root = tmp_path / "data"
-    for folder, count in (("BSDS300/images/train", 4), ("BSDS300/images/test", 2), ("CBSD68", 2)):
+    folders = (
+        ("BSDS300/images/train", 4, 3),
+        ("BSDS300/images/test", 2, 3),
+        ("CBSD68", 2, 3),
+        ("Train400", 4, 1),
+        ("BSD68", 2, 1),
+        ("Set12", 2, 1),
+    )
+    for folder, count, channels in folders:
         (root / folder).mkdir(parents=True)
         for index in range(count):
-            image = io.to_uint8(smooth_image(40, 56, seed=index + 10 * count))
-            Image.fromarray(image).save(root / folder / f"{index}.png")
+            image = io.to_uint8(smooth_image(48, 56, channels, seed=index + 10 * count))
+            Image.fromarray(image[..., 0] if channels == 1 else image).save(
+                root / folder / f"{index}.png"
+            )
     return root
 
 
@@ -136,3 +146,29 @@ def test_unknown_baseline_is_a_clear_error(data_root, capsys):
         == 1
     )
     assert "Unknown methods ['wavelet']" in capsys.readouterr().err
+
+
+def test_quick_gray_baselines_evaluate_on_bsd68_and_set12(data_root, tmp_path):
+    from experiments import baselines
+
+    out = tmp_path / "results"
+    argv = [
+        "--gray",
+        "--methods",
+        "nlm,dncnn",
+        "--quick",
+        "--data-root",
+        str(data_root),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--results",
+        str(out),
+    ]
+    assert baselines.main(argv) == 0
+    records = json.loads((out / "gray_denoise" / "summary.json").read_text())
+    found = {(r["method"], r["dataset"]): r for r in records}
+    assert set(found) == {
+        (m, d) for m in ("degraded input", "nlm", "dncnn") for d in ("BSD68", "Set12")
+    }
+    assert found[("dncnn", "BSD68")]["sigma"] == pytest.approx(25 / 255)
+    assert found[("nlm", "Set12")]["psnr"] > found[("degraded input", "Set12")]["psnr"] + 3
