@@ -142,14 +142,21 @@ class TrainConfig:
 
 def make_strategy():
     """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else MirroredStrategy
-    over every local GPU, else over every logical CPU device (one, unless configured)."""
+    over every local GPU, else over every logical CPU device when there are several.
+
+    With a single device it returns TensorFlow's default strategy: MirroredStrategy over one
+    CPU made the poster ResUNet's training 2.3x slower here (55 vs 128 patches/s, batch 64,
+    32x32), for nothing to mirror.
+    """
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if tf.config.list_logical_devices("GPU"):
         return tf.distribute.MirroredStrategy()
     devices = [device.name for device in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices=devices)
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.get_strategy()
 
 
 def _training_images(config):
