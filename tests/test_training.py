@@ -389,3 +389,13 @@ def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
     train(TrainConfig(**{**config.to_dict(), "steps": 30}), run, images=IMAGES, log=lines.append)
     assert f"resuming {run} at step 20" in lines[1]
     assert json.loads((run / "progress.json").read_text())["steps"] == 30
+
+
+def test_one_device_trains_without_mirroring():
+    from keras_resunet.training import make_strategy
+
+    # a single CPU device gets the default strategy (MirroredStrategy over it was 2.3x slower)
+    assert len(tf.config.list_logical_devices("CPU")) == 1
+    strategy = make_strategy()
+    assert strategy is tf.distribute.get_strategy()
+    assert not isinstance(strategy, tf.distribute.MirroredStrategy)
