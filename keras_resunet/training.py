@@ -510,6 +510,19 @@ def _check_or_write_config(config, out_dir):
     write_text_atomically(out_dir / "run.json", json.dumps(provenance(), indent=2))
 
 
+def command_line():
+    """This process's command as a user would type it (`python -m pkg.mod` for modules,
+    the console script's name for `resunet`)."""
+    program = Path(sys.argv[0])
+    if program.suffix == ".py" and program.parent.name == "experiments":
+        first = f"python -m experiments.{program.stem}"
+    elif program.suffix == ".py" and program.name == "__main__.py":
+        first = f"python -m {program.parent.name}"
+    else:
+        first = program.name
+    return " ".join([first, *sys.argv[1:]])
+
+
 def provenance():
     try:
         commit = subprocess.run(
@@ -522,7 +535,7 @@ def provenance():
     except (OSError, subprocess.CalledProcessError):
         commit = None
     return {
-        "command": " ".join(sys.argv),
+        "command": command_line(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_commit": commit,
         "tensorflow": tf.__version__,
