@@ -18,8 +18,12 @@ def main(argv=None):
     parser.add_argument("--run", required=True, help="finished run folder")
     parser.add_argument("--name", required=True, choices=sorted(pretrained.PRETRAINED))
     parser.add_argument("--results", default="results", help="results folder (default results/)")
+    parser.add_argument("--note", default="", help="free text for the model card")
     args = parser.parse_args(argv)
-    command = " ".join(["python -m experiments.ship", *(sys.argv[1:] if argv is None else argv)])
+    # the note goes into the card itself, not into the command line it quotes
+    command = f"python -m experiments.ship --run {args.run} --name {args.name}"
+    if args.results != "results":
+        command += f" --results {args.results}"
     task = pretrained.PRETRAINED[args.name].task
     records = [
         r
@@ -27,7 +31,7 @@ def main(argv=None):
         if r.notes.get("run") == str(Path(args.run))
     ]
     try:
-        path = pretrained.ship(args.run, args.name, records, command)
+        path = pretrained.ship(args.run, args.name, records, command, args.note)
     except (ValueError, OSError) as error:
         print(f"ship: error: {error}", file=sys.stderr)
         return 1

@@ -80,7 +80,7 @@ def resolve(spec):
     )
 
 
-def ship(run_dir, name, records, command):
+def ship(run_dir, name, records, command, note=""):
     """Copies a finished run's model into the models folder as `<name>.keras` (weights only, no
     optimizer state) with a model card `<name>.md` built from its config and result records.
 
@@ -89,6 +89,7 @@ def ship(run_dir, name, records, command):
         name: a key of `PRETRAINED`.
         records: `results.Record`s of this model (one per test set, status "ok").
         command: the command that shipped it (written in the card).
+        note: optional free text added to the card (e.g. how the run was interrupted).
 
     Raises:
         ValueError: unknown name, a run of another task, or no evaluated records.
@@ -118,6 +119,10 @@ def ship(run_dir, name, records, command):
     os.replace(temporary, target)
     progress = json.loads((run_dir / "progress.json").read_text())
     provenance = json.loads((run_dir / "run.json").read_text())
+    note = f"\n{note.strip()}\n" if note else ""
+    blur = ""
+    if config["task"] != "denoise":
+        blur = f", after a {config['kernel']} blur (7x7, sigma 1.6, circular convolution)"
     rows = "\n".join(
         f"| {r.dataset} | {r.n_images} | {r.psnr:.2f} | {r.ssim:.4f} |" for r in records
     )
@@ -127,8 +132,7 @@ def ship(run_dir, name, records, command):
 parameters, no optimizer state). Load with `keras_resunet.inference.load_model` or use by name:
 `resunet denoise --model {name} ...`.
 
-- Task: {config["task"]}, Gaussian noise sigma {config["sigma"]} on [0, 1] images (not clipped)
-  {"after a " + config["kernel"] + " blur kernel (7x7, sigma 1.6, circular)" if config["task"] != "denoise" else ""}
+- Task: {config["task"]}, Gaussian noise sigma {config["sigma"]} on [0, 1] images (not clipped){blur}
 - Training data: {config["train_data"]} ({config["patch_size"]}x{config["patch_size"]} random
   patches with flips/rotations, degraded on the fly)
 - Budget: {progress["steps"]:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
@@ -144,6 +148,6 @@ Measured (seeded evaluation noise, output clipped, mean over images; `{records[0
 {rows}
 
 Shipped by `{command}`.
-"""
+{note}"""
     write_text_atomically(target.with_suffix(".md"), card)
     return target
