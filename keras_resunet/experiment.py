@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from keras_resunet import data, degradations, evaluation, results, training
 from keras_resunet.inference import Denoiser, restore_image
 
@@ -208,7 +210,7 @@ def evaluate_on(denoiser, method, task, sigma, test_sets, kernel=None, provenanc
                 n_images=result["n_images"],
                 psnr=result["psnr"],
                 ssim=result["ssim"],
-                psnr_std=float(_std(psnrs)),
+                psnr_std=float(np.std(psnrs)),
                 seconds_per_megapixel=result["seconds_per_megapixel"],
                 **(provenance or {}),
                 **extra,
@@ -223,12 +225,6 @@ def degrade_one(degradation, clean, seed=0):
     return degraded[0]
 
 
-def _std(values):
-    import numpy as np
-
-    return np.std(values) if values else 0.0
-
-
 def provenance():
     """Record fields saying how a result was made."""
     info = training.provenance()
@@ -240,14 +236,14 @@ def provenance():
     }
 
 
-def figure_panels(clean, degraded, restorers, degraded_title="degraded"):
+def figure_panels(clean, degraded, restorers):
     """Panels for `results.make_figure`: ground truth, degraded, then each restorer's output
     with its PSNR. `restorers` maps a title to a `Denoiser` or to None (drawn as not run)."""
     from keras_resunet import metrics
 
     panels = [
         ("ground truth", clean),
-        (f"{degraded_title} {float(metrics.psnr(degraded, clean)):.2f} dB", degraded),
+        (f"degraded {float(metrics.psnr(degraded, clean)):.2f} dB", degraded),
     ]
     for title, denoiser in restorers.items():
         if denoiser is None:
