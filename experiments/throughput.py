@@ -2,10 +2,12 @@
 settings (batch 64, 32x32, Adam, MSE) on BSDS300 train, per Keras backend, with and without
 XLA on TensorFlow.
 
-    python -m experiments.throughput [--backends tensorflow,torch]
+    python -m experiments.throughput [--backends tensorflow,torch] [--processes 2]
 
-Each backend runs in its own process (KERAS_BACKEND is read once, at import). Writes
-results/training/throughput.json.
+Each backend runs in its own process (KERAS_BACKEND is read once, at import). With
+`--processes N`, N single-threaded copies run at once and the table reports each copy and their
+sum: what N independent runs (or N data-parallel workers, before their gradient exchange)
+get from the CPU together. Writes results/training/throughput.json.
 """
 
 import argparse
@@ -39,12 +41,65 @@ def measure_backend(backend):
     return rows
 
 
+# One thread per process: every library's own pool (PyTorch/OpenMP, TensorFlow, oneDNN).
+SINGLE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+}
+
+
+def run_children(backend, processes):
+    """Rows from `processes` concurrent child processes measuring `backend` (None if one failed)."""
+    env = {**os.environ, "KERAS_BACKEND": backend, **(SINGLE_THREAD if processes > 1 else {})}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.throughput", "--child", backend],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    outputs = [child.communicate() for child in children]
+    per_child = []
+    for child, (stdout, stderr) in zip(children, outputs):
+        found = [line for line in stdout.splitlines() if line.startswith("ROWS ")]
+        if child.returncode or not found:
+            print(f"throughput: {backend} failed:\n{stderr[-2000:]}", file=sys.stderr)
+            return None
+        print("\n".join(line for line in stdout.splitlines() if not line.startswith("ROWS")))
+        per_child.append(json.loads(found[0][5:]))
+    return per_child[0] if processes == 1 else combine(per_child)
+
+
+def combine(per_child):
+    """One row per (model, jit) from concurrent children's rows: each child's rate and the sum."""
+    rows = []
+    for same in zip(*per_child, strict=True):
+        each = [row["patches_per_second"] for row in same]
+        rows.append(
+            {
+                **same[0],
+                "processes": len(same),
+                "threads_per_process": 1,
+                "patches_per_second_each": each,
+                "patches_per_second": float(sum(each)),
+            }
+        )
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="tensorflow,torch")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=1, help="concurrent single-thread copies")
     parser.add_argument("--out", default="results/training/throughput.json")
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
     if args.child:
         print("ROWS " + json.dumps(measure_backend(args.child)))
         return 0
@@ -53,19 +108,10 @@ def main(argv=None):
         if backend not in SETTINGS:
             print(f"throughput: error: unknown backend {backend!r}", file=sys.stderr)
             return 1
-        result = subprocess.run(
-            [sys.executable, "-m", "experiments.throughput", "--child", backend],
-            env={**os.environ, "KERAS_BACKEND": backend},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        found = [line for line in result.stdout.splitlines() if line.startswith("ROWS ")]
-        if result.returncode or not found:
-            print(f"throughput: {backend} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
+        found = run_children(backend, args.processes)
+        if found is None:
             return 1
-        print("\n".join(line for line in result.stdout.splitlines() if not line.startswith("ROWS")))
-        rows += json.loads(found[0][5:])
+        rows += found
     report = {
         "command": " ".join(["python -m experiments.throughput", *(argv or sys.argv[1:])]),
         "data": "BSDS300 train (200 images), random 32x32 patches, sigma 0.1",

@@ -172,3 +172,23 @@ def test_quick_gray_baselines_evaluate_on_bsd68_and_set12(data_root, tmp_path):
     }
     assert found[("dncnn", "BSD68")]["sigma"] == pytest.approx(25 / 255)
     assert found[("nlm", "Set12")]["psnr"] > found[("degraded input", "Set12")]["psnr"] + 3
+
+
+def test_concurrent_throughput_rows_sum_the_copies():
+    from experiments import throughput
+
+    row = {"backend": "torch", "model": "unet", "jit_compile": False}
+    children = [[{**row, "patches_per_second": 110.0}], [{**row, "patches_per_second": 120.0}]]
+    (combined,) = throughput.combine(children)
+    assert combined["patches_per_second"] == 230.0
+    assert combined["patches_per_second_each"] == [110.0, 120.0]
+    assert combined["processes"] == 2 and combined["model"] == "unet"
+
+
+def test_throughput_refuses_zero_processes(capsys):
+    from experiments import throughput
+
+    with pytest.raises(SystemExit) as exit_info:
+        throughput.main(["--processes", "0"])
+    assert exit_info.value.code != 0
+    assert "--processes must be at least 1" in capsys.readouterr().err
