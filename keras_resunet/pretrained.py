@@ -137,7 +137,7 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
   patches with flips/rotations, degraded on the fly)
 - Budget: {progress["steps"]:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
   ({config["lr_schedule"]}), {progress["train_seconds"] / 60:.0f} min of training on
-  {records[0].machine}
+  {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend
 - Trained by: `{provenance["command"]}` (commit {provenance["git_commit"]}); config in
   `{run_dir / "config.json"}` when the run folder is present, and in `experiments/configs/`.
 

@@ -77,6 +77,7 @@ def test_quick_reproduction_writes_summary_table_and_figure(data_root, tmp_path,
     assert ship.main(["--run", run, "--name", "resunet-denoise", "--results", str(out)]) == 0
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert f"| BSDS300 | 2 | {resunet['psnr']:.2f} |" in card and "20 steps" in card
+    assert "Keras tensorflow backend" in card
     assert load_denoiser("resunet-denoise").channels == 3
 
 
