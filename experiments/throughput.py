@@ -2,7 +2,7 @@
 settings (batch 64, 32x32, Adam, MSE) on BSDS300 train, per Keras backend, with and without
 XLA on TensorFlow.
 
-    python -m experiments.throughput [--backends tensorflow,torch] [--processes 2]
+    python -m experiments.throughput [--backends tensorflow,torch] [--processes 2] [--models dncnn]
 
 Each backend runs in its own process (KERAS_BACKEND is read once, at import). With
 `--processes N`, N single-threaded copies run at once and the table reports each copy and their
@@ -17,12 +17,19 @@ import subprocess
 import sys
 
 from keras_resunet.io import write_text_atomically
+from keras_resunet.models import MODELS
 from keras_resunet.results import machine_description
 
-SETTINGS = {"tensorflow": (True, False), "torch": (False,), "jax": (True,)}
+# (jit_compile, fast_torch_conv) per backend: the PyTorch rows compare Keras's own conv with
+# keras_resunet.torch_conv (what the trainer uses).
+SETTINGS = {
+    "tensorflow": ((True, False), (False, False)),
+    "torch": ((False, False), (False, True)),
+    "jax": ((True, False),),
+}
 
 
-def measure_backend(backend):
+def measure_backend(backend, models):
     """Rows for the current process's backend (called in the child process)."""
     import keras
 
@@ -31,12 +38,13 @@ def measure_backend(backend):
 
     images, _ = data.load_images(data.resolve_data_root() / "BSDS300" / "images" / "train")
     rows = []
-    for model in ("unet", "resunet"):
-        for jit in SETTINGS[backend]:
-            row = measure_throughput(model, images, jit_compile=jit)
+    for model in models:
+        for jit, fast_conv in SETTINGS[backend]:
+            row = measure_throughput(model, images, jit_compile=jit, fast_torch_conv=fast_conv)
             rows.append({"backend": keras.backend.backend(), **row})
             print(
-                f"{backend:<10} {model:<8} jit={jit!s:<5} {row['patches_per_second']:7.1f} patches/s"
+                f"{backend:<10} {model:<11} jit={jit!s:<5} fast_conv={fast_conv!s:<5} "
+                f"{row['patches_per_second']:7.1f} patches/s"
             )
     return rows
 
@@ -49,12 +57,12 @@ SINGLE_THREAD = {
 }
 
 
-def run_children(backend, processes):
+def run_children(backend, processes, models):
     """Rows from `processes` concurrent child processes measuring `backend` (None if one failed)."""
     env = {**os.environ, "KERAS_BACKEND": backend, **(SINGLE_THREAD if processes > 1 else {})}
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "experiments.throughput", "--child", backend],
+            [sys.executable, "-m", "experiments.throughput", "--child", backend, "--models", models],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -96,19 +104,23 @@ def main(argv=None):
     parser.add_argument("--backends", default="tensorflow,torch")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--processes", type=int, default=1, help="concurrent single-thread copies")
+    parser.add_argument("--models", default="unet,resunet", help="comma-separated model names")
     parser.add_argument("--out", default="results/training/throughput.json")
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error("--processes must be at least 1")
+    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown models {unknown}; valid: {sorted(MODELS)}")
     if args.child:
-        print("ROWS " + json.dumps(measure_backend(args.child)))
+        print("ROWS " + json.dumps(measure_backend(args.child, args.models.split(","))))
         return 0
     rows = []
     for backend in args.backends.split(","):
         if backend not in SETTINGS:
             print(f"throughput: error: unknown backend {backend!r}", file=sys.stderr)
             return 1
-        found = run_children(backend, args.processes)
+        found = run_children(backend, args.processes, args.models)
         if found is None:
             return 1
         rows += found

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from keras_resunet import data, degradations
+from keras_resunet import data, degradations, torch_conv
 from keras_resunet.io import write_text_atomically
 from keras_resunet.losses import RestorationLoss
 from keras_resunet.models import MODELS, build_model
@@ -357,6 +357,7 @@ def _train_locked(config, out_dir, images, strategy, log):
         )
     else:
         scope = contextlib.nullcontext()
+        torch_conv.enable()  # same numbers, fewer copies (keras_resunet/torch_conv.py)
     with scope:
         model = build_model(config.model, in_channels=config.channels, **config.model_args)
         optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
@@ -574,14 +575,22 @@ def measure_throughput(
     steps=60,
     warmup=10,
     jit_compile=True,
+    fast_torch_conv=True,
     **model_args,
 ):
     """Training patches per second of `fit` on the real input pipeline, after a warm-up.
+
+    `fast_torch_conv` picks `keras_resunet.torch_conv` or Keras's own conv on the PyTorch backend
+    (what the trainer uses vs plain Keras); other backends ignore it.
 
     Returns:
         dict: model, parameters, batch, patch, jit, patches_per_second (median over steps).
     """
     keras.utils.set_random_seed(0)
+    if fast_torch_conv:
+        torch_conv.enable()
+    else:
+        torch_conv.disable()
     model = build_model(model_name, **model_args)
     model.compile(keras.optimizers.Adam(1e-3), RestorationLoss(), jit_compile=jit_compile)
     dataset = data.patch_dataset(
@@ -596,5 +605,6 @@ def measure_throughput(
         "batch_size": batch_size,
         "patch_size": patch_size,
         "jit_compile": jit_compile,
+        "fast_torch_conv": bool(fast_torch_conv and keras.backend.backend() == "torch"),
         "patches_per_second": float(batch_size / np.median(durations)),
     }

@@ -193,3 +193,12 @@ def test_throughput_refuses_zero_processes(capsys):
         throughput.main(["--processes", "0"])
     assert exit_info.value.code != 0
     assert "--processes must be at least 1" in capsys.readouterr().err
+
+
+def test_throughput_refuses_unknown_models(capsys):
+    from experiments import throughput
+
+    with pytest.raises(SystemExit) as exit_info:
+        throughput.main(["--models", "resunet,vgg"])
+    assert exit_info.value.code != 0
+    assert "unknown models ['vgg']" in capsys.readouterr().err
