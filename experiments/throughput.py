@@ -60,9 +60,10 @@ SINGLE_THREAD = {
 def run_children(backend, processes, models):
     """Rows from `processes` concurrent child processes measuring `backend` (None if one failed)."""
     env = {**os.environ, "KERAS_BACKEND": backend, **(SINGLE_THREAD if processes > 1 else {})}
+    command = [sys.executable, "-m", "experiments.throughput", "--child", backend]
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "experiments.throughput", "--child", backend, "--models", models],
+            [*command, "--models", models],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
