@@ -9,8 +9,8 @@ that view; outputs are the same numbers (tested against Keras's own conv). Measu
 2-core CPU: `experiments.throughput` (README).
 
 This replaces a function inside `keras.src.backend.torch.nn` (private Keras API), so it only
-touches 2D channels-last convolutions with plain (groups = 1) kernels and leaves every other
-case, and every other backend, to Keras.
+touches 2D channels-last convolutions and leaves every other case, and every other backend,
+to Keras.
 """
 
 import keras
@@ -52,8 +52,9 @@ def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation
     inputs = nn.convert_to_tensor(inputs)
     kernel = nn.convert_to_tensor(kernel)
     channels_last = nn.backend.standardize_data_format(data_format) == "channels_last"
-    if inputs.ndim != 4 or not channels_last or kernel.shape[2] != inputs.shape[-1]:
+    if inputs.ndim != 4 or not channels_last or inputs.shape[-1] % kernel.shape[2]:
         return _original(inputs, kernel, strides, padding, data_format, dilation_rate)
+    groups = inputs.shape[-1] // kernel.shape[2]  # > 1 for depthwise (Upsample2x)
     strides = nn.standardize_tuple(strides, 2, "strides")
     x = inputs.permute(0, 3, 1, 2)  # a view: NCHW shape, channels-last memory
     w = kernel.permute(3, 2, 0, 1)  # HWIO -> OIHW
@@ -62,5 +63,5 @@ def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation
         x, pad = nn._apply_same_padding(
             x, w.shape[2:], strides, "channels_first", "conv", dilation_rate
         )
-    outputs = F.conv2d(x, w, stride=strides, padding=pad, dilation=dilation_rate)
+    outputs = F.conv2d(x, w, stride=strides, padding=pad, dilation=dilation_rate, groups=groups)
     return outputs.permute(0, 2, 3, 1)

@@ -30,10 +30,12 @@ SCRIPT = textwrap.dedent(
         ((2, 12, 13, 5), (3, 3, 5, 2), 1, "valid", 1),
         ((1, 14, 14, 3), (3, 3, 3, 4), 1, "same", 2),
         ((2, 7, 9, 6), (1, 1, 6, 3), 1, "same", 1),
-        ((2, 8, 8, 6), (3, 3, 3, 4), 1, "same", 1),  # grouped: left to Keras
+        ((2, 8, 8, 6), (3, 3, 3, 4), 1, "same", 1),  # 2 groups
+        ((2, 8, 8, 6), (3, 3, 1, 6), 1, "valid", 1),  # depthwise
+        ((2, 8, 8, 6), (3, 3, 4, 4), 1, "same", 1),  # 6 % 4: Keras raises, so must we
     ]
     rng = np.random.default_rng(0)
-    for shape, kshape, strides, padding, dilation in cases:
+    for shape, kshape, strides, padding, dilation in cases[:-1]:
         x0 = torch.tensor(rng.standard_normal(shape, dtype=np.float32))
         k0 = torch.tensor(rng.standard_normal(kshape, dtype=np.float32))
         found = []
@@ -48,6 +50,13 @@ SCRIPT = textwrap.dedent(
             assert a.shape == b.shape, (shape, a.shape, b.shape)
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
         assert found[1][0].is_contiguous(), "NHWC output should be contiguous"
+    shape, kshape, strides, padding, dilation = cases[-1]
+    torch_conv.enable()
+    try:
+        nn.conv(torch.zeros(shape), torch.zeros(kshape), strides, padding, "channels_last")
+        raise SystemExit("no error for 6 input channels and a 4-channel kernel")
+    except ValueError as error:
+        assert "divisible" in str(error), error
     torch_conv.disable()
     assert nn.conv is not torch_conv._conv
     print("OK", len(cases))
@@ -68,7 +77,7 @@ def test_fast_conv_matches_keras_values_and_gradients(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "OK 8" in result.stdout
+    assert "OK 10" in result.stdout
 
 
 def test_enable_is_a_no_op_on_other_backends():
