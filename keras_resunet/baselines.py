@@ -61,21 +61,32 @@ class NLMDenoiser(Denoiser):
         kernel: optional 2-D blur kernel (deblur-denoise).
         wiener_balance: regularization of the deconvolution; the default was chosen on
             scikit-image's sample photos at sigma 0.1 with the default 7x7 Gaussian kernel.
+        patch_size, patch_distance, h_factor: scikit-image's recommended settings for a known
+            sigma (`h = 0.8 * sigma`, fast mode).
     """
 
-    def __init__(self, sigma, kernel=None, wiener_balance=0.02):
+    def __init__(
+        self, sigma, kernel=None, wiener_balance=0.02, patch_size=5, patch_distance=6, h_factor=0.8
+    ):
         if not sigma > 0:
             raise ValueError(f"NLM needs the noise sigma (> 0). Received: sigma={sigma!r}")
         super().__init__(name="nlm", channels=None, minimum_size=8)
         self.sigma = float(sigma)
         self.kernel = None if kernel is None else np.asarray(kernel, dtype=np.float32)
         self.wiener_balance = wiener_balance
+        self.patch_size = patch_size
+        self.patch_distance = patch_distance
+        self.h_factor = h_factor
 
     def settings(self):
+        # Everything that changes the output: the cache key is built from it.
         return {
             "sigma": self.sigma,
             "kernel": None if self.kernel is None else self.kernel.tolist(),
             "wiener_balance": self.wiener_balance,
+            "patch_size": self.patch_size,
+            "patch_distance": self.patch_distance,
+            "h_factor": self.h_factor,
         }
 
     def restore_one(self, image):
@@ -88,9 +99,9 @@ class NLMDenoiser(Denoiser):
             sigma *= noise_gain
         restored = denoise_nl_means(
             image,
-            patch_size=5,
-            patch_distance=6,
-            h=0.8 * sigma,
+            patch_size=self.patch_size,
+            patch_distance=self.patch_distance,
+            h=self.h_factor * sigma,
             sigma=sigma,
             fast_mode=True,
             channel_axis=-1,

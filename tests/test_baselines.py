@@ -51,6 +51,10 @@ def test_cache_reuses_results_and_keys_on_input_and_settings(tmp_path):
     other(degraded[None])
     other(degraded[None] * 0.9)
     assert (other.hits, other.misses) == (0, 2)
+    # and so are other NLM parameters
+    wider = baselines.CachedDenoiser(baselines.NLMDenoiser(0.1, patch_distance=3), tmp_path)
+    wider(degraded[None])
+    assert (wider.hits, wider.misses) == (0, 1)
     assert not list(tmp_path.glob(".*"))  # no temporary left behind
 
 
