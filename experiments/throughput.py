@@ -63,7 +63,7 @@ def run_children(backend, processes, models):
     command = [sys.executable, "-m", "experiments.throughput", "--child", backend]
     children = [
         subprocess.Popen(
-            [*command, "--models", models],
+            [*command, "--models", ",".join(models)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -110,18 +110,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error("--processes must be at least 1")
-    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    models = args.models.split(",")
+    unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"unknown models {unknown}; valid: {sorted(MODELS)}")
     if args.child:
-        print("ROWS " + json.dumps(measure_backend(args.child, args.models.split(","))))
+        print("ROWS " + json.dumps(measure_backend(args.child, models)))
         return 0
     rows = []
     for backend in args.backends.split(","):
         if backend not in SETTINGS:
             print(f"throughput: error: unknown backend {backend!r}", file=sys.stderr)
             return 1
-        found = run_children(backend, args.processes, args.models)
+        found = run_children(backend, args.processes, models)
         if found is None:
             return 1
         rows += found
