@@ -3,7 +3,8 @@
     python -m experiments.reproduce --task denoise [--quick] [--data-root DIR]
 
 For UNet, ResUNet and ResUNet + perceptual loss (experiments/configs/<model>_<task>_poster.yaml;
-`--methods resunet_strong` adds our stronger configuration, configs/resunet_strong_<task>.yaml)
+`--methods resunet_strong` adds our stronger configuration, configs/resunet_strong_<task>.yaml;
+`resunet_strong_x8` evaluates the same run through the 8-fold flip/rotation self-ensemble)
 it trains the run in runs/<config> (resuming a half-done one; a finished one is only reloaded),
 evaluates it on BSDS300 test (100 images) and CBSD68 (68) with the fixed evaluation noise, and
 writes results/<task>/summary.json (merged with other scripts' records), results/<task>/README.md
@@ -25,7 +26,10 @@ METHODS = {
     "resunet": ("ResUNet", "resunet_{task}_poster"),
     "resunet_perceptual": ("ResUNet + perceptual", "resunet_perceptual_{task}_poster"),
     "resunet_strong": ("ResUNet (ours, strong)", "resunet_strong_{task}"),
+    "resunet_strong_x8": ("ResUNet (ours, strong), x8 self-ensemble", "resunet_strong_{task}"),
 }
+# Methods evaluated through the self-ensemble (the run is the one their config names).
+ENSEMBLED = {"resunet_strong_x8"}
 POSTER = ("unet", "resunet", "resunet_perceptual")
 
 
@@ -55,7 +59,7 @@ def reproduce(args):
         title, config_name = METHODS[method]
         config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
         found, denoisers[title] = experiment.learned_method(
-            method, config_path, test_sets, options, made
+            method, config_path, test_sets, options, made, ensemble=method in ENSEMBLED
         )
         records += found
     experiment.write_task_results(

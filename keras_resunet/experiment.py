@@ -21,7 +21,8 @@ GRAY_TEST_SETS = {"BSD68": ("BSD68", 1), "Set12": ("Set12", 1)}
 
 @dataclass(frozen=True)
 class Budget:
-    """How much to spend. `quick` trains a few steps of narrow models on a few test images."""
+    """How much to spend. `quick` trains a few steps of narrow models on patches of at most
+    32x32 (small enough for any demo image) and evaluates a few test images."""
 
     quick: bool = False
     quick_steps: int = 20
@@ -35,6 +36,7 @@ class Budget:
             steps=self.quick_steps,
             checkpoint_every=self.quick_steps // 2,
             batch_size=8,
+            patch_size=min(config.patch_size, 32),
             model_args={**values["model_args"], **_narrow(config.model)},
         )
         return training.TrainConfig.from_dict(values)
@@ -124,14 +126,15 @@ def load_test_sets(names, options, gray=False):
     return {name: load_test_set(name, options.data_root, limit=limit, gray=gray) for name in names}
 
 
-def learned_method(method, config_path, test_sets, options, made, log=print):
-    """Trains (or resumes / reloads) one config's run and evaluates it on `test_sets`.
+def learned_method(method, config_path, test_sets, options, made, log=print, ensemble=False):
+    """Trains (or resumes / reloads) one config's run and evaluates it on `test_sets`
+    (with `ensemble`, through the 8-fold flip/rotation self-ensemble).
 
     Returns:
         (records, denoiser): one record per test set, and the trained model as a `Denoiser`
         (None when the method could not run; its records then say why).
     """
-    from keras_resunet.inference import KerasDenoiser
+    from keras_resunet.inference import KerasDenoiser, SelfEnsemble
 
     config = options.budget.config(training.TrainConfig.from_yaml(config_path))
     kernel = None if config.task == "denoise" else degradations.make_kernel(config.kernel)
@@ -149,6 +152,10 @@ def learned_method(method, config_path, test_sets, options, made, log=print):
     log(f"{method}: training / resuming {run_dir} ({config.steps} steps)")
     model, progress = train_if_needed(config, run_dir, options.data_root, log=log)
     denoiser = KerasDenoiser(model, name=method)
+    notes = {"config": f"experiments/configs/{Path(config_path).name}", "run": str(run_dir)}
+    if ensemble:
+        denoiser = SelfEnsemble(denoiser)
+        notes["self_ensemble"] = "mean over the 8 flips/rotations of the input"
     records = evaluate_on(
         denoiser,
         method,
@@ -160,7 +167,7 @@ def learned_method(method, config_path, test_sets, options, made, log=print):
         params=model.count_params(),
         train_steps=progress["steps"] or config.steps,
         train_seconds=progress["train_seconds"] or None,
-        notes={"config": f"experiments/configs/{Path(config_path).name}", "run": str(run_dir)},
+        notes=notes,
     )
     for record in records:
         log(f"  {record.dataset}: PSNR {record.psnr:.2f} dB, SSIM {record.ssim:.4f}")

@@ -81,6 +81,25 @@ def test_quick_reproduction_writes_summary_table_and_figure(data_root, tmp_path,
     assert load_denoiser("resunet-denoise").channels == 3
 
 
+def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(data_root, tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    argv = ["--task", "denoise", "--quick", "--data-root", str(data_root), "--runs", str(runs)]
+    argv += ["--results", str(out), "--methods", "resunet_strong,resunet_strong_x8"]
+    assert reproduce.main(argv) == 0
+    records = json.loads((out / "denoise" / "summary.json").read_text())
+    by_key = {(r["method"], r["dataset"]): r for r in records}
+    plain, ensembled = (
+        by_key[("resunet_strong", "BSDS300")],
+        by_key[("resunet_strong_x8", "BSDS300")],
+    )
+    assert "self_ensemble" in ensembled["notes"] and "self_ensemble" not in plain["notes"]
+    assert ensembled["notes"]["run"] == plain["notes"]["run"]
+    assert ensembled["train_steps"] == plain["train_steps"] == 20
+    # the same 20-step model, restored differently: close, not identical
+    assert 0 < abs(ensembled["psnr"] - plain["psnr"]) < 3
+    assert "| resunet_strong_x8 |" in (out / "denoise" / "README.md").read_text()
+
+
 def test_missing_test_set_fails_before_any_training(data_root, tmp_path, capsys):
     import shutil
 
@@ -107,8 +126,10 @@ def test_perceptual_without_real_weights_is_never_run():
 
 
 def test_quick_budget_shrinks_steps_and_width():
-    config = experiment.Budget(quick=True).config(TrainConfig(steps=7000, checkpoint_every=250))
+    full = TrainConfig(steps=7000, checkpoint_every=250, patch_size=64)
+    config = experiment.Budget(quick=True).config(full)
     assert (config.steps, config.checkpoint_every, config.batch_size) == (20, 10, 8)
+    assert config.patch_size == 32
     assert config.model_args == {"base_filters": 4}
 
 

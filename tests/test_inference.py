@@ -42,6 +42,16 @@ def test_ensemble_averages_the_eight_transforms():
     np.testing.assert_allclose(out, 0.5, atol=1e-6)
 
 
+def test_self_ensemble_is_a_denoiser_that_keeps_the_inner_ones_traits():
+    ramp = _RowRamp()
+    ramp.channels, ramp.minimum_size = 1, 4
+    ensembled = inference.SelfEnsemble(ramp)
+    assert (ensembled.name, ensembled.channels, ensembled.minimum_size) == ("ramp_x8", 1, 4)
+    assert ensembled.settings() == {"self_ensemble": 8}
+    images = np.zeros((2, 6, 6, 1), np.float32)
+    np.testing.assert_allclose(ensembled(images), inference.self_ensemble(ramp, images))
+
+
 def test_tiled_output_matches_whole_image_away_from_borders():
     model = build_resunet(base_filters=4, depth=2)
     denoiser = inference.KerasDenoiser(model)
