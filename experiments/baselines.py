@@ -6,7 +6,8 @@
 Color (`--task`): NLM and BM3D with the known sigma (and kernel, for deblur_denoise), and
 DnCNN, the denoising autoencoder and RDUNet trained by the project's trainer on the poster's
 budget (experiments/configs/<model>_<task>.yaml), evaluated on BSDS300 test and CBSD68 and
-merged into results/<task>/summary.json, README.md, and figure_baselines.png.
+merged into results/<task>/summary.json, README.md, and figure_baselines.png (every classical
+method and every learned one with a finished run, not only those named).
 
 Gray (`--gray`): DnCNN and ResUNet trained on Train400 at sigma 25/255, with NLM and BM3D,
 evaluated on BSD68 and Set12 into results/gray_denoise/ (DnCNN's published BSD68 PSNR is 29.23).
@@ -71,8 +72,22 @@ def run(args):
                 method, CONFIGS / f"{name}.yaml", test_sets, options, made
             )
         records += found
+    # The figure shows every classical method and every learned one with a finished run,
+    # whichever of them this call evaluated (BM3D's figure image comes from its cache).
+    figure = {}
+    for method in [*CLASSICAL, *learned]:
+        title = method.upper() if method in CLASSICAL else method
+        if title in denoisers:
+            figure[title] = denoisers[title]
+        elif method in CLASSICAL:
+            figure[title] = make_classical(method, sigma, kernel=kernel, cache=cache / method)
+        else:
+            name = f"{method}_gray25" if args.gray else f"{method}_{task}"
+            found = experiment.finished_denoiser(method, CONFIGS / f"{name}.yaml", options)
+            if found is not None:
+                figure[title] = found
     experiment.write_task_results(
-        folder, task, test_sets, records, made, denoisers, "figure_baselines.png"
+        folder, task, test_sets, records, made, figure, "figure_baselines.png"
     )
 
 

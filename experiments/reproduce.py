@@ -8,7 +8,8 @@ For UNet, ResUNet and ResUNet + perceptual loss (experiments/configs/<model>_<ta
 it trains the run in runs/<config> (resuming a half-done one; a finished one is only reloaded),
 evaluates it on BSDS300 test (100 images) and CBSD68 (68) with the fixed evaluation noise, and
 writes results/<task>/summary.json (merged with other scripts' records), results/<task>/README.md
-(the table beside the poster's numbers) and results/<task>/figure.png.
+(the table beside the poster's numbers) and results/<task>/figure.png (every method with a
+finished run, not only those named).
 
 `--quick` trains 20 steps of narrow models and evaluates 3 images per set, into runs/quick/ and
 runs/quick/results/: the whole pipeline in minutes, never mixed with the real results.
@@ -62,8 +63,21 @@ def reproduce(args):
             method, config_path, test_sets, options, made, ensemble=method in ENSEMBLED
         )
         records += found
+    # The figure shows the poster's three (drawn as not run where they are not) and every other
+    # method with a finished run, whichever of them this call evaluated.
+    figure = {}
+    for method, (title, config_name) in METHODS.items():
+        if title in denoisers:
+            figure[title] = denoisers[title]
+            continue
+        config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
+        found = experiment.finished_denoiser(
+            method, config_path, options, ensemble=method in ENSEMBLED
+        )
+        if found is not None or method in POSTER:
+            figure[title] = found
     experiment.write_task_results(
-        out / args.task, args.task, test_sets, records, made, denoisers, "figure.png"
+        out / args.task, args.task, test_sets, records, made, figure, "figure.png"
     )
 
 

@@ -98,6 +98,13 @@ def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(data_ro
     # the same 20-step model, restored differently: close, not identical
     assert 0 < abs(ensembled["psnr"] - plain["psnr"]) < 3
     assert "| resunet_strong_x8 |" in (out / "denoise" / "README.md").read_text()
+    # the figure keeps the poster's three panels (not run here) beside the two named methods
+    assert _panel_count(out / "denoise" / "figure.png", side=48) == 2 + 3 + 2
+
+
+def _panel_count(figure, side, gap=4):
+    with Image.open(figure) as image:
+        return (image.size[0] + gap) // (side + gap)
 
 
 def test_missing_test_set_fails_before_any_training(data_root, tmp_path, capsys):
@@ -156,6 +163,9 @@ def test_quick_baselines_share_the_task_summary(data_root, tmp_path):
     # BM3D's outputs are cached by input: the two miniature sets hold the same 2 images (as
     # CBSD68 repeats BSDS300 test images), so 2 entries serve all 4 restorations
     assert len(list((tmp_path / "runs" / "quick" / "cache" / "bm3d").glob("*.npz"))) == 2
+    # a later call for one method redraws the figure with every method that has a result
+    assert baselines.main(["--task", "denoise", "--methods", "nlm", *common]) == 0
+    assert _panel_count(out / "denoise" / "figure_baselines.png", side=48) == 2 + 3
 
 
 def test_unknown_baseline_is_a_clear_error(data_root, capsys):
