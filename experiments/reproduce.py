@@ -26,8 +26,8 @@ METHODS = {
     "unet": ("UNet", "unet_{task}_poster"),
     "resunet": ("ResUNet", "resunet_{task}_poster"),
     "resunet_perceptual": ("ResUNet + perceptual", "resunet_perceptual_{task}_poster"),
-    "resunet_strong": ("ResUNet (ours, strong)", "resunet_strong_{task}"),
-    "resunet_strong_x8": ("ResUNet (ours, strong), x8 self-ensemble", "resunet_strong_{task}"),
+    "resunet_strong": ("ResUNet strong", "resunet_strong_{task}"),
+    "resunet_strong_x8": ("ResUNet strong x8", "resunet_strong_{task}"),
 }
 # Methods evaluated through the self-ensemble (the run is the one their config names).
 ENSEMBLED = {"resunet_strong_x8"}
@@ -69,6 +69,8 @@ def reproduce(args):
     for method, (title, config_name) in METHODS.items():
         if title in denoisers:
             figure[title] = denoisers[title]
+            continue
+        if method in ENSEMBLED:  # drawn only beside its own table row
             continue
         config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
         found = experiment.finished_denoiser(
