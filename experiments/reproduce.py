@@ -73,9 +73,7 @@ def reproduce(args):
         if method in ENSEMBLED:  # drawn only beside its own table row
             continue
         config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
-        found = experiment.finished_denoiser(
-            method, config_path, options, ensemble=method in ENSEMBLED
-        )
+        found = experiment.finished_denoiser(method, config_path, options)
         if found is not None or method in POSTER:
             figure[title] = found
     experiment.write_task_results(

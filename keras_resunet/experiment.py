@@ -174,16 +174,15 @@ def learned_method(method, config_path, test_sets, options, made, log=print, ens
     return records, denoiser
 
 
-def finished_denoiser(method, config_path, options, ensemble=False):
+def finished_denoiser(method, config_path, options):
     """The finished run of `config_path` as a denoiser, or None while it is not finished: lets
     a figure show every method that has a model, not only those a call evaluated."""
-    from keras_resunet.inference import KerasDenoiser, SelfEnsemble, load_model
+    from keras_resunet.inference import KerasDenoiser, load_model
 
     path = run_dir_for(options.runs, config_path, options.budget.quick) / "model.keras"
     if not path.is_file():
         return None
-    denoiser = KerasDenoiser(load_model(path), name=method)
-    return SelfEnsemble(denoiser) if ensemble else denoiser
+    return KerasDenoiser(load_model(path), name=method)
 
 
 def load_test_set(name, data_root=None, limit=None, gray=False):
