@@ -109,21 +109,36 @@ class NLMDenoiser(Denoiser):
         return restored.astype(np.float32).reshape(image.shape)
 
 
+# The `bm3d` package's parameter profiles; "np" (its default) is the one its authors recommend.
+BM3D_PROFILES = ("np", "refilter", "vn", "vn_old", "high", "deb")
+# Regularization of the two inverse filters in BM3D deblurring, from the reference
+# implementation: the regularized inverse (pilot stage) and the regularized Wiener inverse.
+BM3D_DEBLUR_REGULARIZATION = (4e-4, 5e-3)
+
+
 class BM3DDenoiser(Denoiser):
     """BM3D (gray), CBM3D (RGB) or BM3D deblurring (`kernel` given) with a known sigma."""
 
-    def __init__(self, sigma, kernel=None):
+    def __init__(self, sigma, kernel=None, profile="np"):
         if not sigma > 0:
             raise ValueError(f"BM3D needs the noise sigma (> 0). Received: sigma={sigma!r}")
+        if profile not in BM3D_PROFILES:
+            raise ValueError(f"Unknown BM3D profile {profile!r}. Valid: {list(BM3D_PROFILES)}")
         super().__init__(name="bm3d", channels=None, minimum_size=16)
         self.sigma = float(sigma)
         self.kernel = None if kernel is None else np.asarray(kernel, dtype=np.float32)
+        self.profile = profile
 
     def settings(self):
-        return {
+        # Everything that changes the output: the cache key is built from it.
+        found = {
             "sigma": self.sigma,
             "kernel": None if self.kernel is None else self.kernel.tolist(),
+            "profile": self.profile,
         }
+        if self.kernel is not None:
+            found["regularization"] = list(BM3D_DEBLUR_REGULARIZATION)
+        return found
 
     def restore_one(self, image):
         import bm3d
@@ -135,19 +150,19 @@ class BM3DDenoiser(Denoiser):
         if self.kernel is not None:
             restored = np.stack(
                 [
-                    _bm3d_deblur_channel(image[..., c], self.sigma, self.kernel)
+                    _bm3d_deblur_channel(image[..., c], self.sigma, self.kernel, self.profile)
                     for c in range(image.shape[-1])
                 ],
                 axis=-1,
             )
         elif image.shape[-1] == 3:
-            restored = bm3d.bm3d_rgb(image, self.sigma)
+            restored = bm3d.bm3d_rgb(image, self.sigma, profile=self.profile)
         else:
-            restored = bm3d.bm3d(image[..., 0], self.sigma)[..., None]
+            restored = bm3d.bm3d(image[..., 0], self.sigma, profile=self.profile)[..., None]
         return np.asarray(restored, dtype=np.float32).reshape(image.shape)
 
 
-def _bm3d_deblur_channel(channel, sigma, kernel):
+def _bm3d_deblur_channel(channel, sigma, kernel, profile):
     """BM3D deblurring of one channel (Dabov et al. 2008, as in `bm3d.bm3d_deblurring`):
     a regularized inverse filtered by BM3D hard thresholding gives a pilot, which steers a
     regularized Wiener inverse filtered by BM3D's Wiener stage.
@@ -164,19 +179,24 @@ def _bm3d_deblur_channel(channel, sigma, kernel):
     psd = np.full((height, width), sigma**2 * height * width)
     observed = np.fft.fft2(channel)
 
-    inverse = np.conj(transfer) / (np.abs(transfer) ** 2 + 4e-4 * psd)
+    pilot_regularization, wiener_regularization = BM3D_DEBLUR_REGULARIZATION
+    inverse = np.conj(transfer) / (np.abs(transfer) ** 2 + pilot_regularization * psd)
     pilot = bm3d.bm3d(
         np.real(np.fft.ifft2(observed * inverse)),
         psd * np.abs(inverse) ** 2,
+        profile=profile,
         stage_arg=bm3d.BM3DStages.HARD_THRESHOLDING,
     )
     pilot = np.asarray(pilot).reshape(height, width)
 
     pilot_power = np.abs(np.fft.fft2(pilot)) ** 2
-    wiener = np.conj(transfer) * pilot_power / (pilot_power * np.abs(transfer) ** 2 + 5e-3 * psd)
+    wiener = np.conj(transfer) * pilot_power / (
+        pilot_power * np.abs(transfer) ** 2 + wiener_regularization * psd
+    )
     restored = bm3d.bm3d(
         np.real(np.fft.ifft2(observed * wiener)),
         psd * np.abs(wiener) ** 2,
+        profile=profile,
         stage_arg=pilot[..., None],
     )
     return np.asarray(restored).reshape(height, width)

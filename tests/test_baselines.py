@@ -63,3 +63,18 @@ def test_unknown_method_and_missing_sigma_are_clear_errors():
         baselines.make_classical("wavelet", sigma=0.1)
     with pytest.raises(ValueError, match="sigma"):
         baselines.make_classical("bm3d", sigma=0)
+
+
+def test_bm3d_profile_is_part_of_the_cache_key_and_checked(tmp_path):
+    clean = smooth_image(32, 32, channels=1)
+    degraded, _ = _degraded("denoise", clean)
+    default = baselines.CachedDenoiser(baselines.BM3DDenoiser(0.1), tmp_path)
+    high = baselines.CachedDenoiser(baselines.BM3DDenoiser(0.1, profile="high"), tmp_path)
+    default(degraded[None])
+    high(degraded[None])
+    assert (high.hits, high.misses) == (0, 1)
+    assert default.settings()["profile"] == "np"
+    kernel = degradations.gaussian_kernel(7, 1.6)
+    assert "regularization" in baselines.BM3DDenoiser(0.1, kernel=kernel).settings()
+    with pytest.raises(ValueError, match="Unknown BM3D profile 'fast'"):
+        baselines.BM3DDenoiser(0.1, profile="fast")
