@@ -3,6 +3,7 @@ settings (batch 64, 32x32, Adam, MSE) on BSDS300 train, per Keras backend, with 
 XLA on TensorFlow.
 
     python -m experiments.throughput [--backends tensorflow,torch] [--processes 2] [--models dncnn]
+        [--precisions float32,mixed_bfloat16]
 
 Each backend runs in its own process (KERAS_BACKEND is read once, at import). With
 `--processes N`, N single-threaded copies run at once and the table reports each copy and their
@@ -11,6 +12,7 @@ get from the CPU together. Writes results/training/throughput.json.
 """
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -19,6 +21,7 @@ import sys
 from keras_resunet.io import write_text_atomically
 from keras_resunet.models import MODELS
 from keras_resunet.results import machine_description
+from keras_resunet.training import PRECISIONS
 
 # (jit_compile, fast_torch_conv) per backend: the PyTorch rows compare Keras's own conv with
 # keras_resunet.torch_conv (what the trainer uses).
@@ -29,7 +32,7 @@ SETTINGS = {
 }
 
 
-def measure_backend(backend, models):
+def measure_backend(backend, models, precisions):
     """Rows for the current process's backend (called in the child process)."""
     import keras
 
@@ -39,12 +42,14 @@ def measure_backend(backend, models):
     images, _ = data.load_images(data.resolve_data_root() / "BSDS300" / "images" / "train")
     rows = []
     for model in models:
-        for jit, fast_conv in SETTINGS[backend]:
-            row = measure_throughput(model, images, jit_compile=jit, fast_torch_conv=fast_conv)
+        for (jit, fast_conv), precision in itertools.product(SETTINGS[backend], precisions):
+            row = measure_throughput(
+                model, images, jit_compile=jit, fast_torch_conv=fast_conv, precision=precision
+            )
             rows.append({"backend": keras.backend.backend(), **row})
             print(
                 f"{backend:<10} {model:<11} jit={jit!s:<5} fast_conv={fast_conv!s:<5} "
-                f"{row['patches_per_second']:7.1f} patches/s"
+                f"{precision:<14} {row['patches_per_second']:7.1f} patches/s"
             )
     return rows
 
@@ -57,13 +62,13 @@ SINGLE_THREAD = {
 }
 
 
-def run_children(backend, processes, models):
+def run_children(backend, processes, models, precisions):
     """Rows from `processes` concurrent child processes measuring `backend` (None if one failed)."""
     env = {**os.environ, "KERAS_BACKEND": backend, **(SINGLE_THREAD if processes > 1 else {})}
     command = [sys.executable, "-m", "experiments.throughput", "--child", backend]
     children = [
         subprocess.Popen(
-            [*command, "--models", ",".join(models)],
+            [*command, "--models", ",".join(models), "--precisions", ",".join(precisions)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -106,6 +111,9 @@ def main(argv=None):
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--processes", type=int, default=1, help="concurrent single-thread copies")
     parser.add_argument("--models", default="unet,resunet", help="comma-separated model names")
+    parser.add_argument(
+        "--precisions", default="float32", help="Keras dtype policies, e.g. float32,mixed_bfloat16"
+    )
     parser.add_argument("--out", default="results/training/throughput.json")
     args = parser.parse_args(argv)
     if args.processes < 1:
@@ -114,15 +122,19 @@ def main(argv=None):
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"unknown models {unknown}; valid: {sorted(MODELS)}")
+    precisions = args.precisions.split(",")
+    unknown = sorted(set(precisions) - set(PRECISIONS))
+    if unknown:
+        parser.error(f"unknown precisions {unknown}; valid: {list(PRECISIONS)}")
     if args.child:
-        print("ROWS " + json.dumps(measure_backend(args.child, models)))
+        print("ROWS " + json.dumps(measure_backend(args.child, models, precisions)))
         return 0
     rows = []
     for backend in args.backends.split(","):
         if backend not in SETTINGS:
             print(f"throughput: error: unknown backend {backend!r}", file=sys.stderr)
             return 1
-        found = run_children(backend, args.processes, models)
+        found = run_children(backend, args.processes, models, precisions)
         if found is None:
             return 1
         rows += found

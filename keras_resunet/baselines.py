@@ -190,8 +190,10 @@ def _bm3d_deblur_channel(channel, sigma, kernel, profile):
     pilot = np.asarray(pilot).reshape(height, width)
 
     pilot_power = np.abs(np.fft.fft2(pilot)) ** 2
-    wiener = np.conj(transfer) * pilot_power / (
-        pilot_power * np.abs(transfer) ** 2 + wiener_regularization * psd
+    wiener = (
+        np.conj(transfer)
+        * pilot_power
+        / (pilot_power * np.abs(transfer) ** 2 + wiener_regularization * psd)
     )
     restored = bm3d.bm3d(
         np.real(np.fft.ifft2(observed * wiener)),

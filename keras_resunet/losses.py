@@ -120,6 +120,8 @@ class RestorationLoss(keras.losses.Loss):
 
     def terms(self, y_true, y_pred):
         """Per-image loss terms {"mse": ..., "perceptual": ...} before weighting, for logging."""
+        # in float32 whatever the model computed in (a mixed-precision output is 16-bit)
+        y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
         terms = {"mse": ops.mean(ops.square(y_pred - y_true), axis=(1, 2, 3))}
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual.call(y_true, y_pred)

@@ -233,3 +233,7 @@ def test_throughput_refuses_unknown_models(capsys):
         throughput.main(["--models", "resunet,vgg"])
     assert exit_info.value.code != 0
     assert "unknown models ['vgg']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        throughput.main(["--precisions", "float32,int4"])
+    assert exit_info.value.code != 0
+    assert "unknown precisions ['int4']" in capsys.readouterr().err

@@ -55,6 +55,8 @@ def test_config_from_yaml_rejects_bad_input(tmp_path):
         TrainConfig(steps=25, checkpoint_every=10)
     with pytest.raises(ValueError, match="Unknown model"):
         TrainConfig(model="vit")
+    with pytest.raises(ValueError, match="`precision` must be one of"):
+        TrainConfig(precision="float8")
     with pytest.raises(FileNotFoundError):
         TrainConfig.from_yaml(tmp_path / "missing.yaml")
 
@@ -118,6 +120,38 @@ def test_changed_config_refuses_to_resume_but_more_steps_extend(tmp_path):
     train(tiny_config(steps=30), tmp_path / "run", images=IMAGES, log=lines.append)
     assert "resuming" in lines[0] and "at step 20" in lines[0]
     assert len((tmp_path / "run" / "log.csv").read_text().strip().splitlines()) == 1 + 3
+
+
+def test_bfloat16_training_learns_and_saves_a_float32_model(tmp_path):
+    config = tiny_config(steps=40, precision="mixed_bfloat16")
+    model = train(config, tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored after training
+    losses = np.loadtxt(tmp_path / "run" / "log.csv", delimiter=",", skiprows=1, usecols=1)
+    assert losses[-1] < losses[0]
+    loaded = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    x = IMAGES[0][None, :32, :32]
+    restored = loaded.predict(x, verbose=0)
+    assert restored.dtype == np.float32
+    np.testing.assert_allclose(restored, model.predict(x, verbose=0), atol=1e-6)
+    lines = []  # and it resumes from its (bfloat16-policy) checkpoints
+    train(
+        tiny_config(steps=50, precision="mixed_bfloat16"),
+        tmp_path / "run",
+        images=IMAGES,
+        log=lines.append,
+    )
+    assert "at step 40" in lines[0]
+
+
+def test_runs_started_with_the_old_mixed_precision_key_still_resume(tmp_path):
+    train(tiny_config(), tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    stored["mixed_precision"] = stored.pop("precision") != "float32"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
+    lines = []
+    train(tiny_config(steps=30), tmp_path / "run", images=IMAGES, log=lines.append)
+    assert "at step 20" in lines[0]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -232,6 +266,19 @@ def test_measure_throughput_reports_patches_per_second():
         "unet", IMAGES, batch_size=4, patch_size=16, steps=3, warmup=2, jit_compile=False, **TINY
     )
     assert row["patches_per_second"] > 0 and row["parameters"] > 0
+    row = measure_throughput(
+        "unet",
+        IMAGES,
+        batch_size=4,
+        patch_size=16,
+        steps=3,
+        warmup=2,
+        jit_compile=False,
+        precision="mixed_bfloat16",
+        **TINY,
+    )
+    assert row["precision"] == "mixed_bfloat16" and row["patches_per_second"] > 0
+    assert keras.mixed_precision.dtype_policy().name == "float32"
 
 
 def test_a_run_folder_in_use_by_a_live_process_is_refused(tmp_path):
@@ -389,6 +436,36 @@ def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
     train(TrainConfig(**{**config.to_dict(), "steps": 30}), run, images=IMAGES, log=lines.append)
     assert f"resuming {run} at step 20" in lines[1]
     assert json.loads((run / "progress.json").read_text())["steps"] == 30
+
+
+def test_bfloat16_on_the_torch_backend_trains_and_loads_on_tensorflow(tmp_path):
+    # the fast CPU path of results/training/: PyTorch backend, bfloat16 compute
+    pytest.importorskip("torch")
+    script = tmp_path / "bf16.py"
+    script.write_text(
+        OTHER_BACKEND_SCRIPT.format(root=str(ROOT), tiny=TINY).replace(
+            "jit_compile=False", "jit_compile=False, precision='mixed_bfloat16'"
+        )
+    )
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(script), "torch", str(run)],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = _losses(run)
+    assert len(losses) == 2 and losses[1] < losses[0]
+    from keras_resunet.inference import load_model
+
+    loaded = load_model(run / "model.keras")
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    x = IMAGES[0][None, :40, :36]
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), np.load(run / "prediction.npy"), atol=1e-5
+    )
 
 
 def test_one_device_trains_without_mirroring():
