@@ -153,6 +153,8 @@ def learned_method(method, config_path, test_sets, options, made, log=print, ens
     model, progress = train_if_needed(config, run_dir, options.data_root, log=log)
     denoiser = KerasDenoiser(model, name=method)
     notes = {"config": f"experiments/configs/{Path(config_path).name}", "run": str(run_dir)}
+    if config.precision != "float32":
+        notes["precision"] = config.precision
     if ensemble:
         denoiser = SelfEnsemble(denoiser)
         notes["self_ensemble"] = "mean over the 8 flips/rotations of the input"
