@@ -66,7 +66,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" or "cosine"
     clipnorm: float | None = None
     # Keras dtype policy while training. "mixed_bfloat16" computes in bfloat16, which this
-    # CPU (AVX512-BF16) runs 1.4-1.5x faster (results/training/); the weights stay float32 and
+    # CPU (AVX512-BF16) runs 1.2-1.7x faster (results/training/); the weights stay float32 and
     # the saved model.keras is float32 whatever the training precision.
     precision: str = "float32"
     # XLA measured slower on CPU for these models (results/training/throughput.json)
