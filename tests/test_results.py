@@ -41,6 +41,9 @@ def test_table_shows_every_method_the_poster_number_and_why_one_is_missing():
     assert lines[2].startswith("| degraded input | 20.50 | 0.5125 |")
     assert "| resunet | 30.20 | 0.7550 | 30.11 | 1,667,683 | 7,000 |" in lines[3]
     assert "| resunet_perceptual | not run: x |  | 29.50 |" in lines[4]
+    # other test sets (the gray setting's BSD68) get no poster column
+    gray = results.format_table([_record("resunet", "BSD68", 28.6, params=10)], "denoise")
+    assert "poster" not in gray and "| resunet | 28.60 | 0.7150 | 10 |" in gray
 
 
 def test_figure_has_a_panel_per_method(tmp_path):
