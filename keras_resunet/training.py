@@ -45,6 +45,11 @@ class TrainingError(RuntimeError):
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
+def _check_precision(precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {list(PRECISIONS)}. Received: {precision!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a run depends on. Parsed once from YAML; unknown keys are rejected."""
@@ -88,10 +93,7 @@ class TrainConfig:
             raise ValueError(
                 f"`lr_schedule` must be 'constant' or 'cosine'. Received: {self.lr_schedule!r}"
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"`precision` must be one of {list(PRECISIONS)}. Received: {self.precision!r}"
-            )
+        _check_precision(self.precision)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0. Received: {self.learning_rate!r}")
         if self.steps % self.checkpoint_every:
@@ -625,8 +627,7 @@ def measure_throughput(
         dict: model, parameters, batch, patch, jit, precision, patches_per_second (median over
         steps).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"`precision` must be one of {list(PRECISIONS)}. Received: {precision!r}")
+    _check_precision(precision)
     keras.utils.set_random_seed(0)
     if fast_torch_conv:
         torch_conv.enable()
