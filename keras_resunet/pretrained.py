@@ -32,12 +32,24 @@ PRETRAINED = {
         0.1,
         "ResUNet, RGB, 7x7 Gaussian blur (sigma 1.6) + noise sigma 0.1",
     ),
+    "resunet-strong-deblur-denoise": Pretrained(
+        "resunet-strong-deblur-denoise.keras",
+        "resunet",
+        "deblur_denoise",
+        0.1,
+        "ResUNet (our strong config), RGB, 7x7 Gaussian blur (sigma 1.6) + noise sigma 0.1",
+    ),
     "unet-denoise": Pretrained(
         "unet-denoise.keras", "unet", "denoise", 0.1, "UNet, RGB, Gaussian noise sigma 0.1"
     ),
 }
 
-DEFAULT_FOR_TASK = {"denoise": "resunet-denoise", "deblur_denoise": "resunet-deblur-denoise"}
+# What `resunet denoise` uses when no model is named: a ResUNet, the best shipped one per task
+# (results/<task>/README.md).
+DEFAULT_FOR_TASK = {
+    "denoise": "resunet-denoise",
+    "deblur_denoise": "resunet-strong-deblur-denoise",
+}
 
 
 def models_dir():
@@ -121,6 +133,9 @@ def ship(run_dir, name, records, command, note=""):
     provenance = json.loads((run_dir / "run.json").read_text())
     note = f"\n{note.strip()}\n" if note else ""
     blur = ""
+    precision = config.get("precision", "float32")
+    # weights are float32 in every shipped file; only the training arithmetic differs
+    trained_in = "" if precision == "float32" else f", {precision} training (float32 weights)"
     if config["task"] != "denoise":
         blur = f", after a {config['kernel']} blur (7x7, sigma 1.6, circular convolution)"
     rows = "\n".join(
@@ -136,7 +151,7 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
 - Training data: {config["train_data"]} ({config["patch_size"]}x{config["patch_size"]} random
   patches with flips/rotations, degraded on the fly)
 - Budget: {progress["steps"]:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
-  ({config["lr_schedule"]}), {progress["train_seconds"] / 60:.0f} min of training on
+  ({config["lr_schedule"]}){trained_in}, {progress["train_seconds"] / 60:.0f} min of training on
   {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend
 - Trained by: `{provenance["command"]}` (commit {provenance["git_commit"]}); config in
   `{run_dir / "config.json"}` when the run folder is present, and in `experiments/configs/`.

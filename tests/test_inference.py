@@ -98,6 +98,11 @@ def test_shipped_model_names_resolve_from_the_models_folder(tmp_path, monkeypatc
     assert inference.load_denoiser("nlm", sigma=0.1).name == "nlm"
 
 
+def test_each_task_defaults_to_a_shipped_model_of_that_task():
+    for task, name in pretrained.DEFAULT_FOR_TASK.items():
+        assert pretrained.PRETRAINED[name].task == task
+
+
 def test_shipped_model_tiles_cost_no_measurable_quality():
     from keras_resunet import degradations, metrics
     from keras_resunet.demo import sample_image
