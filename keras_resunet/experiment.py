@@ -295,8 +295,9 @@ centre of the first BSDS300 test image.
 
 
 GRAY_INTRO = """
-Gray images, sigma 25/255. Written by `python -m experiments.baselines --gray`: DnCNN and ResUNet trained by the project's
-trainer on Train400 (gray) with the configs named in their records' notes
+Gray images, sigma 25/255. Written by `python -m experiments.baselines --gray`: DnCNN and
+ResUNet trained by the project's trainer on Train400 (gray) with the configs named in their
+records' notes
 (experiments/configs/<model>_gray25.yaml), and NLM and BM3D with the known sigma, evaluated on
 BSD68 and Set12. Every image of each test set is degraded with seeded noise (image i of a set
 gets seed (0, i); sigma {sigma} on [0, 1]), the output is clipped to [0, 1], and PSNR/SSIM are
