@@ -7,7 +7,8 @@ Color (`--task`): NLM and BM3D with the known sigma (and kernel, for deblur_deno
 DnCNN, the denoising autoencoder and RDUNet trained by the project's trainer on the poster's
 budget (experiments/configs/<model>_<task>.yaml), evaluated on BSDS300 test and CBSD68 and
 merged into results/<task>/summary.json, README.md, and figure_baselines.png (every classical
-method and every learned one with a finished run, not only those named).
+method and every learned one with a finished run, not only those named; kept as it is when a
+learned method in the table has no finished run on this machine).
 
 Gray (`--gray`): DnCNN and ResUNet trained on Train400 at sigma 25/255, with NLM and BM3D,
 evaluated on BSD68 and Set12 into results/gray_denoise/ (DnCNN's published BSD68 PSNR is 29.23).
@@ -74,7 +75,7 @@ def run(args):
         records += found
     # The figure shows every classical method and every learned one with a finished run,
     # whichever of them this call evaluated (BM3D's figure image comes from its cache).
-    figure = {}
+    figure, absent = {}, []
     for method in [*CLASSICAL, *learned]:
         title = method.upper() if method in CLASSICAL else method
         if title in denoisers:
@@ -84,10 +85,12 @@ def run(args):
         else:
             name = f"{method}_gray25" if args.gray else f"{method}_{task}"
             found = experiment.finished_denoiser(method, CONFIGS / f"{name}.yaml", options)
-            if found is not None:
+            if found is None:
+                absent.append(method)
+            else:
                 figure[title] = found
     experiment.write_task_results(
-        folder, task, test_sets, records, made, figure, "figure_baselines.png"
+        folder, task, test_sets, records, made, figure, "figure_baselines.png", absent
     )
 
 

@@ -9,7 +9,8 @@ it trains the run in runs/<config> (resuming a half-done one; a finished one is 
 evaluates it on BSDS300 test (100 images) and CBSD68 (68) with the fixed evaluation noise, and
 writes results/<task>/summary.json (merged with other scripts' records), results/<task>/README.md
 (the table beside the poster's numbers) and results/<task>/figure.png (every method with a
-finished run, not only those named).
+finished run, not only those named; an existing figure is kept when a method in the table has no
+finished run on this machine, since runs/ is not versioned).
 
 `--quick` trains 20 steps of narrow models and evaluates 3 images per set, into runs/quick/ and
 runs/quick/results/: the whole pipeline in minutes, never mixed with the real results.
@@ -65,7 +66,7 @@ def reproduce(args):
         records += found
     # The figure shows the poster's three (drawn as not run where they are not) and every other
     # method with a finished run, whichever of them this call evaluated.
-    figure = {}
+    figure, absent = {}, []
     for method, (title, config_name) in METHODS.items():
         if title in denoisers:
             figure[title] = denoisers[title]
@@ -74,10 +75,12 @@ def reproduce(args):
             continue
         config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
         found = experiment.finished_denoiser(method, config_path, options)
+        if found is None:
+            absent.append(method)
         if found is not None or method in POSTER:
             figure[title] = found
     experiment.write_task_results(
-        out / args.task, args.task, test_sets, records, made, figure, "figure.png"
+        out / args.task, args.task, test_sets, records, made, figure, "figure.png", absent
     )
 
 

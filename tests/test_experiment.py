@@ -32,7 +32,9 @@ def data_root(tmp_path):
     return root
 
 
-def test_quick_reproduction_writes_summary_table_and_figure(data_root, tmp_path, monkeypatch):
+def test_quick_reproduction_writes_summary_table_and_figure(
+    data_root, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr(
         experiment,
         "perceptual_weights_problem",
@@ -67,6 +69,15 @@ def test_quick_reproduction_writes_summary_table_and_figure(data_root, tmp_path,
     assert reproduce.main(argv + ["--skip-training"]) == 0
     progress = json.loads((runs / "quick" / "resunet_denoise_poster" / "progress.json").read_text())
     assert progress["steps"] == 20
+    # without the UNet run (runs/ is not versioned), the table keeps its UNet rows and the
+    # figure that shows them is kept instead of redrawn with UNet as not run
+    figure = (out / "denoise" / "figure.png").read_bytes()
+    shutil.move(runs / "quick" / "unet_denoise_poster", tmp_path / "unet_elsewhere")
+    capsys.readouterr()
+    assert reproduce.main(argv + ["--skip-training", "--methods", "resunet"]) == 0
+    assert "no finished run of unet on this machine" in capsys.readouterr().out
+    assert (out / "denoise" / "figure.png").read_bytes() == figure
+    assert "| unet |" in (out / "denoise" / "README.md").read_text()
 
     # ship it: the model loads by name and its card carries the measured numbers
     from experiments import ship
