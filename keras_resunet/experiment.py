@@ -297,9 +297,8 @@ centre of the first BSDS300 test image.
 GRAY_INTRO = """
 Gray images, sigma 25/255. Written by `python -m experiments.baselines --gray`: DnCNN and
 ResUNet trained by the project's trainer on Train400 (gray) with the configs named in their
-records' notes
-(experiments/configs/<model>_gray25.yaml), and NLM and BM3D with the known sigma, evaluated on
-BSD68 and Set12. Every image of each test set is degraded with seeded noise (image i of a set
+records' notes (experiments/configs/<model>_gray25.yaml), and NLM and BM3D with the known sigma,
+evaluated on BSD68 and Set12. Every image of each test set is degraded with seeded noise (image i of a set
 gets seed (0, i); sigma {sigma} on [0, 1]), the output is clipped to [0, 1], and PSNR/SSIM are
 averaged over images. The reference: DnCNN-S's published 29.23 dB on BSD68 (Zhang et al. 2017).
 "s / MP" is restoration time per megapixel on the machine named below. Figure:
