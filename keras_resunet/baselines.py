@@ -110,7 +110,10 @@ class NLMDenoiser(Denoiser):
 
 
 # The `bm3d` package's parameter profiles; "np" (its default) is the one its authors recommend.
-BM3D_PROFILES = ("np", "refilter", "vn", "vn_old", "high", "deb")
+# Its "refilter" profile is left out: in bm3d 4.0.3 it fails on every image (its second pass
+# is given an array twice the image's size), so it is refused with the reason.
+BM3D_PROFILES = ("np", "vn", "vn_old", "high", "deb")
+BM3D_BROKEN_PROFILES = {"refilter": "fails on every image in bm3d 4.0.3 (a shape error)"}
 # Regularization of the two inverse filters in BM3D deblurring, from the reference
 # implementation: the regularized inverse (pilot stage) and the regularized Wiener inverse.
 BM3D_DEBLUR_REGULARIZATION = (4e-4, 5e-3)
@@ -122,6 +125,11 @@ class BM3DDenoiser(Denoiser):
     def __init__(self, sigma, kernel=None, profile="np"):
         if not sigma > 0:
             raise ValueError(f"BM3D needs the noise sigma (> 0). Received: sigma={sigma!r}")
+        if profile in BM3D_BROKEN_PROFILES:
+            raise ValueError(
+                f"BM3D profile {profile!r} is not supported: {BM3D_BROKEN_PROFILES[profile]}. "
+                f"Valid: {list(BM3D_PROFILES)}"
+            )
         if profile not in BM3D_PROFILES:
             raise ValueError(f"Unknown BM3D profile {profile!r}. Valid: {list(BM3D_PROFILES)}")
         super().__init__(name="bm3d", channels=None, minimum_size=16)

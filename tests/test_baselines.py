@@ -78,3 +78,16 @@ def test_bm3d_profile_is_part_of_the_cache_key_and_checked(tmp_path):
     assert "regularization" in baselines.BM3DDenoiser(0.1, kernel=kernel).settings()
     with pytest.raises(ValueError, match="Unknown BM3D profile 'fast'"):
         baselines.BM3DDenoiser(0.1, profile="fast")
+    with pytest.raises(ValueError, match="'refilter' is not supported"):
+        baselines.BM3DDenoiser(0.1, profile="refilter")
+
+
+@pytest.mark.parametrize("profile", baselines.BM3D_PROFILES)
+def test_every_offered_bm3d_profile_runs_on_color_and_gray(profile):
+    # The package's profiles are offered only where they run: "refilter" does not.
+    for channels in (1, 3):
+        clean = smooth_image(40, 48, channels=channels)
+        degraded, _ = _degraded("denoise", clean)
+        restored = baselines.BM3DDenoiser(0.1, profile=profile)(degraded[None])[0]
+        gain = float(metrics.psnr(restored, clean)) - float(metrics.psnr(degraded, clean))
+        assert gain > 3.0, f"profile {profile}, {channels} channels: {gain:.2f} dB"
