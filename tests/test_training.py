@@ -392,6 +392,10 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent(
     model = train(config, sys.argv[2], images=images, log=print)
     x = images[0][None, :40, :36]
     np.save(sys.argv[2] + "/prediction.npy", keras.ops.convert_to_numpy(model(x)))
+    # sides that need padding: both, the width only, the height only
+    for name, (h, w) in {{"both": (42, 38), "width": (40, 38), "height": (42, 36)}}.items():
+        y = keras.ops.convert_to_numpy(model(images[0][None, :h, :w]))
+        np.save(sys.argv[2] + f"/prediction_{{name}}.npy", y)
     """
 )
 
@@ -428,6 +432,12 @@ def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), np.load(run / "prediction.npy"), atol=1e-5
     )
+    # also where the model pads the input to a multiple of 4 (reflect pad, then crop back)
+    for name, (h, w) in {"both": (42, 38), "width": (40, 38), "height": (42, 36)}.items():
+        expected = loaded.predict(IMAGES[0][None, :h, :w], verbose=0)
+        np.testing.assert_allclose(
+            expected, np.load(run / f"prediction_{name}.npy"), atol=1e-5, err_msg=name
+        )
     # and the run continues on TensorFlow from its .keras checkpoint
     config = tiny_config(learning_rate=1e-3)
     lines = []

@@ -39,10 +39,14 @@ class PadToMultiple(keras.layers.Layer):
         pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
         if keras.backend.backend() == "torch":
             # torch reflect-pads only the trailing spatial axes of NCHW tensors, and Keras'
-            # torch pad fails on an all-zero reflect pad (sizes are Python ints here)
+            # torch pad drops zero pads, which leaves a 4D tensor with a pad torch refuses
+            # (an all-zero one, or one side only): call torch with both sides' pads instead
+            # (sizes are Python ints here)
             if pad_h or pad_w:
+                import torch
+
                 x = ops.transpose(x, (0, 3, 1, 2))
-                x = ops.pad(x, [[0, 0], [0, 0], [0, pad_h], [0, pad_w]], mode="reflect")
+                x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
                 x = ops.transpose(x, (0, 2, 3, 1))
         else:
             x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
