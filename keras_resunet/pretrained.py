@@ -32,6 +32,13 @@ PRETRAINED = {
         0.1,
         "ResUNet, RGB, 7x7 Gaussian blur (sigma 1.6) + noise sigma 0.1",
     ),
+    "resunet-strong-denoise": Pretrained(
+        "resunet-strong-denoise.keras",
+        "resunet",
+        "denoise",
+        0.1,
+        "ResUNet (our strong config), RGB, Gaussian noise sigma 0.1",
+    ),
     "resunet-strong-deblur-denoise": Pretrained(
         "resunet-strong-deblur-denoise.keras",
         "resunet",
@@ -47,7 +54,7 @@ PRETRAINED = {
 # What `resunet denoise` uses when no model is named: a ResUNet, the best shipped one per task
 # (results/<task>/README.md).
 DEFAULT_FOR_TASK = {
-    "denoise": "resunet-denoise",
+    "denoise": "resunet-strong-denoise",
     "deblur_denoise": "resunet-strong-deblur-denoise",
 }
 
@@ -138,8 +145,13 @@ def ship(run_dir, name, records, command, note=""):
     trained_in = "" if precision == "float32" else f", {precision} training (float32 weights)"
     if config["task"] != "denoise":
         blur = f", after a {config['kernel']} blur (7x7, sigma 1.6, circular convolution)"
+    # a run can be evaluated both plainly and through the self-ensemble: say which row is which
+    records = sorted(records, key=lambda r: "self_ensemble" in r.notes)
     rows = "\n".join(
-        f"| {r.dataset} | {r.n_images} | {r.psnr:.2f} | {r.ssim:.4f} |" for r in records
+        f"| {r.dataset} | {r.n_images} | "
+        f"{'8 flips/rotations (`--ensemble`)' if 'self_ensemble' in r.notes else 'one pass'} | "
+        f"{r.psnr:.2f} | {r.ssim:.4f} |"
+        for r in records
     )
     card = f"""# {name}
 
@@ -158,8 +170,8 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
 
 Measured (seeded evaluation noise, output clipped, mean over images; `{records[0].command}`):
 
-| test set | images | PSNR (dB) | SSIM |
-| --- | ---: | ---: | ---: |
+| test set | images | restored with | PSNR (dB) | SSIM |
+| --- | ---: | --- | ---: | ---: |
 {rows}
 
 Shipped by `{command}`.

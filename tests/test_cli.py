@@ -24,15 +24,17 @@ def test_demo_restores_sample_photographs(tmp_path, capsys):
 
 
 def test_demo_uses_the_shipped_model_and_compares_with_nlm(tmp_path, monkeypatch):
+    from keras_resunet import pretrained
     from keras_resunet.demo import DemoConfig, run_demo
     from keras_resunet.models import build_resunet
 
     monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path / "models"))
     (tmp_path / "models").mkdir()
-    build_resunet(base_filters=4, depth=2).save(tmp_path / "models" / "resunet-denoise.keras")
+    default = pretrained.DEFAULT_FOR_TASK["denoise"]
+    build_resunet(base_filters=4, depth=2).save(tmp_path / "models" / f"{default}.keras")
     lines = []
     table = run_demo(DemoConfig(output=str(tmp_path / "out")), log=lines.append)
-    assert "shipped model resunet-denoise" in lines[0]
+    assert f"shipped model {default} " in lines[0]
     assert set(table) == {"astronaut", "chelsea", "coffee"}
     for row in table.values():
         assert list(row) == ["degraded", "NLM", "ResUNet"]

@@ -88,7 +88,7 @@ def test_quick_reproduction_writes_summary_table_and_figure(
     assert ship.main(["--run", run, "--name", "unet-denoise", "--results", str(out)]) == 1
     assert ship.main(["--run", run, "--name", "resunet-denoise", "--results", str(out)]) == 0
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
-    assert f"| BSDS300 | 2 | {resunet['psnr']:.2f} |" in card and "20 steps" in card
+    assert f"| BSDS300 | 2 | one pass | {resunet['psnr']:.2f} |" in card and "20 steps" in card
     assert "Keras tensorflow backend" in card and "float32 weights" not in card
     assert load_denoiser("resunet-denoise").channels == 3
     # a run trained in bfloat16 says so on its card
@@ -105,7 +105,9 @@ def test_quick_reproduction_writes_summary_table_and_figure(
     assert "(constant), mixed_bfloat16 training (float32 weights), " in card
 
 
-def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(data_root, tmp_path):
+def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(
+    data_root, tmp_path, monkeypatch
+):
     runs, out = tmp_path / "runs", tmp_path / "results"
     argv = ["--task", "denoise", "--quick", "--data-root", str(data_root), "--runs", str(runs)]
     argv += ["--results", str(out), "--methods", "resunet_strong,resunet_strong_x8"]
@@ -124,6 +126,15 @@ def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(data_ro
     assert "| resunet_strong_x8 |" in (out / "denoise" / "README.md").read_text()
     # the figure keeps the poster's three panels (not run here) beside the two named methods
     assert _panel_count(out / "denoise" / "figure.png", side=48) == 2 + 3 + 2
+    # its model card tells the one-pass rows from the self-ensemble ones
+    from experiments import ship
+
+    monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path / "models"))
+    run = plain["notes"]["run"]
+    assert ship.main(["--run", run, "--name", "resunet-strong-denoise", "--results", str(out)]) == 0
+    card = (tmp_path / "models" / "resunet-strong-denoise.md").read_text()
+    assert f"| BSDS300 | 2 | one pass | {plain['psnr']:.2f} |" in card
+    assert f"| BSDS300 | 2 | 8 flips/rotations (`--ensemble`) | {ensembled['psnr']:.2f} |" in card
 
 
 def _panel_count(figure, side, gap=4):
