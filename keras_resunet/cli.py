@@ -47,6 +47,7 @@ def _evaluate(args):
         ensemble=args.ensemble,
         cache=args.cache,
         limit=args.limit,
+        clip=args.clip,
     )
     print(format_table(result))
     if args.json:
@@ -164,6 +165,9 @@ def build_parser():
     evaluate.add_argument("--ensemble", action="store_true", help="8-fold self-ensemble")
     evaluate.add_argument("--cache", help="folder caching classical outputs (e.g. BM3D)")
     evaluate.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
+    evaluate.add_argument(
+        "--clip", action="store_true", help="clip degraded inputs to [0, 1], as 8-bit photos are"
+    )
     evaluate.add_argument("--json", help="also write the results here")
     evaluate.set_defaults(handler=_evaluate)
 

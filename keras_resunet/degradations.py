@@ -148,16 +148,19 @@ def _as_batch(images):
 
 @dataclass(frozen=True)
 class GaussianNoise:
-    """Additive white Gaussian noise, not clipped (the reference protocol).
+    """Additive white Gaussian noise, not clipped by default (the reference protocol).
 
     Args:
         sigma: float >= 0, the noise standard deviation on the [0, 1] scale (0.1 = 25.5/255).
         sigma_range: optional (low, high); if given, each image draws its sigma uniformly from it
             (blind denoising) and `sigma` is ignored.
+        clip: clip the noisy image to [0, 1], as saving it as an 8-bit photo would. The noise
+            is then no longer zero-mean near black and white.
     """
 
     sigma: float = 0.1
     sigma_range: tuple | None = None
+    clip: bool = False
 
     def __post_init__(self):
         if self.sigma_range is None:
@@ -181,6 +184,8 @@ class GaussianNoise:
                 [tf.shape(batch)[0], 1, 1, 1], sigma_seed, self.sigma_range[0], self.sigma_range[1]
             )
         noisy = batch + sigma * tf.random.stateless_normal(tf.shape(batch), noise_seed)
+        if self.clip:
+            noisy = tf.clip_by_value(noisy, 0.0, 1.0)
         return noisy[0] if single else noisy
 
 
@@ -224,7 +229,9 @@ class Compose:
         return images
 
 
-def make_degradation(task, sigma=0.1, sigma_range=None, kernel=None, blur_mode="circular"):
+def make_degradation(
+    task, sigma=0.1, sigma_range=None, kernel=None, blur_mode="circular", clip=False
+):
     """The degradation for a task name.
 
     Args:
@@ -232,9 +239,10 @@ def make_degradation(task, sigma=0.1, sigma_range=None, kernel=None, blur_mode="
         sigma, sigma_range: noise level, see `GaussianNoise`.
         kernel: 2-D kernel for "deblur_denoise"; default a 7x7 Gaussian with sigma 1.6.
         blur_mode: "circular" or "same".
+        clip: clip the degraded image to [0, 1] (see `GaussianNoise`).
     """
     noise = GaussianNoise(
-        sigma=sigma, sigma_range=None if sigma_range is None else tuple(sigma_range)
+        sigma=sigma, sigma_range=None if sigma_range is None else tuple(sigma_range), clip=clip
     )
     if task == "denoise":
         return noise

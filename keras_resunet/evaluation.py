@@ -73,6 +73,7 @@ def evaluate_folder(
     ensemble=False,
     cache=None,
     limit=None,
+    clip=False,
 ):
     """`evaluate_model` on a denoiser spec and an image folder.
 
@@ -85,9 +86,11 @@ def evaluate_folder(
         ensemble: 8-fold self-ensemble.
         cache: folder caching classical outputs (e.g. BM3D).
         limit: evaluate only the first `limit` images (sorted by name).
+        clip: clip the degraded inputs to [0, 1], as 8-bit photos are (the reference
+            protocol does not).
     """
     blur = None if task == "denoise" else degradations.make_kernel(kernel)
-    degradation = degradations.make_degradation(task, sigma=sigma, kernel=blur)
+    degradation = degradations.make_degradation(task, sigma=sigma, kernel=blur, clip=clip)
     denoiser = load_denoiser(model, sigma=sigma, kernel=blur, cache=cache)
     images, paths = data.load_images(
         folder, channels=channels or denoiser.channels or 3, limit=limit
@@ -102,6 +105,7 @@ def evaluate_folder(
         "task": task,
         "sigma": sigma,
         "seed": seed,
+        "clip": clip,
         "ensemble": ensemble,
         **result,
     }

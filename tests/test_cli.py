@@ -126,5 +126,14 @@ def test_evaluate_a_classical_method_from_the_command_line(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["method"] == "nlm" and result["n_images"] == 3
     assert result["psnr"] > result["psnr_degraded"] + 3
+    # --clip reaches the degradation: the same noise draw, clipped, restores differently (the
+    # input PSNR is the same: metrics clip before scoring).
+    clipped = tmp_path / "nlm_clip.json"
+    args = ["evaluate", "--method", "nlm", "--data", str(folder), "--clip", "--json", str(clipped)]
+    assert main(args) == 0
+    clipped = json.loads(clipped.read_text())
+    assert clipped["clip"] and not result["clip"]
+    assert clipped["psnr_degraded"] == pytest.approx(result["psnr_degraded"])
+    assert abs(clipped["psnr"] - result["psnr"]) > 1e-3
     with pytest.raises(SystemExit):  # --method and --model exclude each other
         main(["evaluate", "--method", "nlm", "--model", "x.keras", "--data", str(folder)])

@@ -19,6 +19,16 @@ def test_noise_has_requested_std_and_is_seeded():
     assert not np.array_equal(deg.GaussianNoise(0.1)(clean, SEED + 1), noisy)
 
 
+def test_clipped_noise_is_the_same_draw_clipped_to_the_unit_range():
+    clean = np.linspace(0, 1, 64 * 64 * 3, dtype=np.float32).reshape(1, 64, 64, 3)
+    noisy = deg.GaussianNoise(0.1)(clean, SEED).numpy()
+    clipped = deg.GaussianNoise(0.1, clip=True)(clean, SEED).numpy()
+    assert noisy.min() < 0 and noisy.max() > 1
+    np.testing.assert_array_equal(clipped, np.clip(noisy, 0, 1))
+    blurred = deg.make_degradation("deblur_denoise", clip=True)(clean, SEED).numpy()
+    assert blurred.min() == 0.0 and blurred.max() == 1.0
+
+
 def test_noise_sigma_range_draws_one_sigma_per_image():
     clean = np.zeros((64, 32, 32, 1), np.float32)
     noisy = deg.GaussianNoise(sigma_range=(0.0, 0.2))(clean, SEED).numpy()
