@@ -148,10 +148,26 @@ def test_runs_started_with_the_old_mixed_precision_key_still_resume(tmp_path):
     train(tiny_config(), tmp_path / "run", images=IMAGES, log=lambda _: 0)
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     stored["mixed_precision"] = stored.pop("precision") != "float32"
+    del stored["clip"]  # a key added later counts as its default
     (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
     lines = []
     train(tiny_config(steps=30), tmp_path / "run", images=IMAGES, log=lines.append)
     assert "at step 20" in lines[0]
+
+
+def test_clip_reaches_the_training_inputs(tmp_path):
+    # On black images half the noise is cut off when clipping: a different loss from step 1.
+    black = [np.zeros((48, 48, 3), np.float32)] * 3
+    for clip in (False, True):
+        train(tiny_config(clip=clip), tmp_path / str(clip), images=black, log=lambda _: 0)
+    assert json.loads((tmp_path / "True" / "config.json").read_text())["clip"] is True
+    with pytest.raises(TrainingError, match="clip"):
+        train(tiny_config(clip=True), tmp_path / "False", images=black, log=lambda _: 0)
+    first = [
+        np.loadtxt(tmp_path / name / "log.csv", delimiter=",", skiprows=1, usecols=1)[0]
+        for name in ("False", "True")
+    ]
+    assert np.all(np.isfinite(first)) and abs(first[0] - first[1]) > 1e-4
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
