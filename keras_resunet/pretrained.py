@@ -153,13 +153,14 @@ def ship(run_dir, name, records, command, note=""):
         f"{r.psnr:.2f} | {r.ssim:.4f} |"
         for r in records
     )
+    clipped = "inputs clipped to [0, 1]" if config.get("clip") else "not clipped"
     card = f"""# {name}
 
 {PRETRAINED[name].description}. File: `{target.name}` (Keras 3 format, {model.count_params():,}
 parameters, no optimizer state). Load with `keras_resunet.inference.load_model` or use by name:
 `resunet denoise --model {name} ...`.
 
-- Task: {config["task"]}, Gaussian noise sigma {config["sigma"]} on [0, 1] images (not clipped){blur}
+- Task: {config["task"]}, Gaussian noise sigma {config["sigma"]} on [0, 1] images ({clipped}){blur}
 - Training data: {config["train_data"]} ({config["patch_size"]}x{config["patch_size"]} random
   patches with flips/rotations, degraded on the fly)
 - Budget: {progress["steps"]:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}

@@ -90,19 +90,22 @@ def test_quick_reproduction_writes_summary_table_and_figure(
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert f"| BSDS300 | 2 | one pass | {resunet['psnr']:.2f} |" in card and "20 steps" in card
     assert "Keras tensorflow backend" in card and "float32 weights" not in card
+    assert "sigma 0.1 on [0, 1] images (not clipped)" in card
     assert load_denoiser("resunet-denoise").channels == 3
-    # a run trained in bfloat16 says so on its card
+    # a run trained in bfloat16 on clipped inputs says so on its card
     from keras_resunet import pretrained, results
 
     bf16_run = tmp_path / "bf16_run"
     shutil.copytree(run, bf16_run)
     config = json.loads((bf16_run / "config.json").read_text())
-    (bf16_run / "config.json").write_text(json.dumps({**config, "precision": "mixed_bfloat16"}))
+    bf16 = {**config, "precision": "mixed_bfloat16", "clip": True}
+    (bf16_run / "config.json").write_text(json.dumps(bf16))
     records = results.load_records(out / "denoise" / "summary.json")
     records = [r for r in records if r.notes.get("run") == run]
     pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert "(constant), mixed_bfloat16 training (float32 weights), " in card
+    assert "(inputs clipped to [0, 1])" in card
 
 
 def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(
