@@ -319,8 +319,10 @@ def write_task_results(out, task, test_sets, records, made, denoisers, figure_na
         Identity(), "degraded input", task, sample.sigma, test_sets, kernel, made
     )
     all_records = results.update_records(Path(out) / "summary.json", records)
-    intro = (INTRO if "BSDS300" in test_sets else GRAY_INTRO).format(task=task, sigma=sample.sigma)
-    results.write_readme(Path(out) / "README.md", all_records, task, intro)
+    gray = "BSDS300" not in test_sets
+    intro = (GRAY_INTRO if gray else INTRO).format(task=task, sigma=sample.sigma)
+    title = "gray denoise (sigma 25/255)" if gray else None
+    results.write_readme(Path(out) / "README.md", all_records, task, intro, title)
     print(results.format_table(all_records, task))
     scored = {r.method for r in all_records if r.status == "ok"}
     lost = sorted(set(absent) & scored)

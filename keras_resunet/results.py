@@ -133,12 +133,13 @@ def _method_order(record):
     return (order.index(name) if name in order else len(order), name)
 
 
-def write_readme(path, records, task, intro):
-    """Writes the results README: `intro` (how it was made), then the table."""
+def write_readme(path, records, task, intro, title=None):
+    """Writes the results README: a title (default: the task), `intro` (how it was made), then
+    the table."""
     commands = sorted({r.command for r in records if r.command})
     machines = sorted({r.machine for r in records if r.machine})
     text = [
-        f"# Results: {task.replace('_', ' + ')}",
+        f"# Results: {title or task.replace('_', ' + ')}",
         "",
         intro.strip(),
         "",
