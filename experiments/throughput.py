@@ -20,8 +20,8 @@ import sys
 
 from keras_resunet.io import write_text_atomically
 from keras_resunet.models import MODELS
+from keras_resunet.precision import PRECISIONS
 from keras_resunet.results import machine_description
-from keras_resunet.training import PRECISIONS
 
 # (jit_compile, fast_torch_conv) per backend: the PyTorch rows compare Keras's own conv with
 # keras_resunet.torch_conv (what the trainer uses).

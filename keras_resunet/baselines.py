@@ -12,13 +12,13 @@ the exact input and the method's settings: tables rebuild without running it aga
 """
 
 import hashlib
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from keras_resunet.inference import Denoiser
+from keras_resunet.denoisers import Denoiser
+from keras_resunet.io import atomic_write
 
 
 def wiener_deconvolve(image, kernel, balance):
@@ -71,6 +71,7 @@ class NLMDenoiser(Denoiser):
         if not sigma > 0:
             raise ValueError(f"NLM needs the noise sigma (> 0). Received: sigma={sigma!r}")
         super().__init__(name="nlm", channels=None, minimum_size=8)
+        self.takes_sigma = True
         self.sigma = float(sigma)
         self.kernel = None if kernel is None else np.asarray(kernel, dtype=np.float32)
         self.wiener_balance = wiener_balance
@@ -133,6 +134,7 @@ class BM3DDenoiser(Denoiser):
         if profile not in BM3D_PROFILES:
             raise ValueError(f"Unknown BM3D profile {profile!r}. Valid: {list(BM3D_PROFILES)}")
         super().__init__(name="bm3d", channels=None, minimum_size=16)
+        self.takes_sigma = True
         self.sigma = float(sigma)
         self.kernel = None if kernel is None else np.asarray(kernel, dtype=np.float32)
         self.profile = profile
@@ -224,6 +226,7 @@ class CachedDenoiser(Denoiser):
     def __init__(self, denoiser, folder):
         super().__init__(denoiser.name, denoiser.channels, denoiser.minimum_size)
         self.denoiser = denoiser
+        self.sigma = denoiser.sigma
         self.folder = Path(folder)
         self.hits = 0
         self.misses = 0
@@ -231,6 +234,13 @@ class CachedDenoiser(Denoiser):
 
     def settings(self):
         return self.denoiser.settings()
+
+    @property
+    def takes_sigma(self):
+        return self.denoiser.takes_sigma
+
+    def at_sigma(self, sigma):
+        return CachedDenoiser(self.denoiser.at_sigma(sigma), self.folder)
 
     def _key(self, image):
         digest = hashlib.sha256()
@@ -251,9 +261,8 @@ class CachedDenoiser(Denoiser):
         seconds = time.perf_counter() - start
         self.compute_seconds += seconds
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(temporary, restored=restored, seconds=seconds)
-        os.replace(temporary, path)
+        with atomic_write(path, suffix=".npz") as temporary:
+            np.savez(temporary, restored=restored, seconds=seconds)
         return restored
 
 

@@ -1,6 +1,14 @@
-"""The `resunet` command line. Subcommands call the library; errors are one line, exit 1."""
+"""The `resunet` command line. Subcommands call the library; errors are one line, exit 1.
+
+Arguments are parsed and checked before Keras and TensorFlow are imported, so `--help` and
+argument errors answer at once; TensorFlow's and absl's log lines are silenced unless
+`--verbose` is given.
+"""
 
 import argparse
+import math
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,7 +33,9 @@ def _train(args):
 
     config = TrainConfig.from_yaml(args.config, overrides=args.set)
     if args.data_root:
-        config = TrainConfig.from_dict({**config.to_dict(), "data_root": args.data_root})
+        # resolved, so a resume through another spelling of the same folder matches
+        data_root = str(Path(args.data_root).expanduser().resolve())
+        config = TrainConfig.from_dict({**config.to_dict(), "data_root": data_root})
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise ValueError(f"{out} already holds a run: pass --resume to continue it")
@@ -55,19 +65,13 @@ def _evaluate(args):
 
 
 def _denoise(args):
-    from keras_resunet.restore import RestoreOptions, restore_files, summarize
+    from keras_resunet.restore import RestoreInterrupted, restore_files, summarize
 
-    options = RestoreOptions(
-        model=args.model,
-        task=args.task,
-        sigma=args.sigma,
-        tile=args.tile,
-        overlap=args.overlap,
-        ensemble=args.ensemble,
-        noisy_demo=args.noisy_demo,
-        seed=args.seed,
-    )
-    results = restore_files(args.inputs, args.output, options)
+    try:
+        results = restore_files(args.inputs, args.output, args.options)
+    except RestoreInterrupted as stop:
+        print(summarize(stop.results))
+        raise stop.cause from None
     print(summarize(results))
     failed = sum(1 for result in results if result.error)
     if failed:
@@ -89,6 +93,10 @@ def _export(args):
         fixed_size=parse_size(args.fixed_size) if args.fixed_size else None,
         overwrite=args.overwrite,
     )
+    if args.representative_data and not Path(args.representative_data).is_dir():
+        raise FileNotFoundError(
+            f"--representative-data folder not found: {args.representative_data}"
+        )
     images, _ = _check_images(args.representative_data, limit=16)
     export_model(args.model, args.out, options, check_images=images)
     print(f"exported to {args.out}")
@@ -116,8 +124,22 @@ def _check_images(folder, limit):
     return rgb + gray, source
 
 
+def _sigma(text):
+    """argparse type for a noise level: a finite number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(
+            f"must be in [0, 1] (noise std on [0, 1] images; 25/255 = 0.098): {text!r}"
+        )
+    return value
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="resunet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="resunet", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="restore degraded sample photographs (NLM vs ResUNet)")
@@ -158,7 +180,7 @@ def build_parser():
     method.add_argument("--method", choices=("nlm", "bm3d"), help="a classical method")
     evaluate.add_argument("--data", required=True, help="folder of clean images")
     evaluate.add_argument("--task", choices=("denoise", "deblur_denoise"), default="denoise")
-    evaluate.add_argument("--sigma", type=float, default=0.1)
+    evaluate.add_argument("--sigma", type=_sigma, default=0.1, help="noise level on [0, 1]")
     evaluate.add_argument("--kernel", default="gaussian", help="blur kernel name or file")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--channels", type=int, choices=(1, 3), help="default: the model's")
@@ -178,9 +200,17 @@ def build_parser():
         "--model", help="shipped model name, .keras path, or nlm/bm3d (default: the task's ResUNet)"
     )
     denoise.add_argument("--task", choices=("denoise", "deblur_denoise"), default="denoise")
-    denoise.add_argument("--sigma", type=float, default=0.1, help="for nlm/bm3d and --noisy-demo")
+    denoise.add_argument(
+        "--sigma",
+        type=_sigma,
+        help="noise level on [0, 1] (25/255 = 0.098) for methods that take one; default: "
+        "estimated per image (with --noisy-demo: the added noise, default 0.1)",
+    )
     denoise.add_argument("--tile", type=int, default=512, help="tile side; 0 = whole image")
     denoise.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
+    denoise.add_argument(
+        "--skip-existing", action="store_true", help="leave outputs that already exist as they are"
+    )
     denoise.add_argument("--ensemble", action="store_true", help="8-fold self-ensemble (8x time)")
     denoise.add_argument(
         "--noisy-demo",
@@ -195,24 +225,78 @@ def build_parser():
     download.set_defaults(handler=_download)
 
     export = commands.add_parser("export", help="export a .keras model (SavedModel/TFLite/ONNX)")
-    export.add_argument("--model", required=True, help="a .keras model file")
-    export.add_argument("--out", required=True, help="output folder (must not exist)")
+    export.add_argument("--model", required=True, help="a .keras file or a shipped model name")
+    export.add_argument(
+        "--out", required=True, help="a new or empty folder (or an earlier export, --overwrite)"
+    )
     export.add_argument("--formats", default="savedmodel,tflite,onnx")
     export.add_argument("--quantize", default="none", help="none,fp16,dynamic,int8 (TFLite)")
     export.add_argument("--fixed-size", help="HxW: static TFLite input for GPU/NPU delegates")
     export.add_argument("--representative-data", help="image folder for int8 calibration")
-    export.add_argument("--overwrite", action="store_true")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier export in --out"
+    )
     export.set_defaults(handler=_export)
     return parser
 
 
+def _check_arguments(parser, args):
+    """Checks what argparse cannot before anything heavy is imported; exits 2 on an error."""
+    if args.command == "denoise":
+        from keras_resunet.restore import RestoreOptions
+
+        try:
+            args.options = RestoreOptions(
+                model=args.model,
+                task=args.task,
+                sigma=args.sigma,
+                tile=args.tile,
+                overlap=args.overlap,
+                ensemble=args.ensemble,
+                noisy_demo=args.noisy_demo,
+                seed=args.seed,
+                skip_existing=args.skip_existing,
+            )
+        except ValueError as error:
+            parser.error(str(error))
+    if args.command == "evaluate" and args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be >= 1: {args.limit}")
+
+
+def _quiet_tensorflow():
+    """Silences TensorFlow's C++ and absl logging (CUDA probes on CPU machines and the like);
+    must run before TensorFlow is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def _terminate(signum, frame):
+    # SIGTERM (kill, timeout, job schedulers) unwinds like Ctrl-C: temporary files are removed.
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_arguments(parser, args)
+    if not args.verbose:
+        _quiet_tensorflow()
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.handler(args)
     except (ValueError, OSError, RuntimeError) as error:
         print(f"resunet {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"resunet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as stop:
+        if isinstance(stop.code, int) and stop.code > 128:
+            print(f"resunet {args.command}: terminated", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

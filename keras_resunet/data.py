@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_resunet.degradations import with_noise_map
 from keras_resunet.io import list_images, read_image
 
 DATA_ROOT_ENV = "KERAS_RESUNET_DATA"
@@ -130,6 +131,7 @@ def patch_dataset(
     seed=0,
     augment=True,
     shuffle_buffer=1024,
+    noise_map=False,
 ):
     """An infinite `tf.data.Dataset` of (degraded, clean) patch batches for training.
 
@@ -145,6 +147,9 @@ def patch_dataset(
         seed: int.
         augment: bool, random flips and rotations.
         shuffle_buffer: int, patches shuffled across images.
+        noise_map: bool, append each patch's noise level as a constant channel to the degraded
+            input (for models built with `noise_level_map=True`); `degradation` must then be a
+            `GaussianNoise`, whose `sample` returns the level it drew.
 
     Returns:
         `tf.data.Dataset` of `(degraded, clean)` float32 tensors (batch, patch, patch, C).
@@ -176,7 +181,14 @@ def patch_dataset(
             patch = tf.image.rot90(patch, turns)
         return patch
 
+    if noise_map and not hasattr(degradation, "sample"):
+        raise ValueError("`noise_map` needs a degradation with a noise level (GaussianNoise)")
+
     def degrade(clean, batch_seed):
+        if noise_map:
+            degraded, sigma = degradation.sample(clean, batch_seed)
+            degraded = with_noise_map(degraded, sigma)
+            return tf.ensure_shape(degraded, (*clean.shape[:-1], channels + 1)), clean
         degraded = degradation(clean, batch_seed)
         return tf.ensure_shape(degraded, clean.shape), clean
 

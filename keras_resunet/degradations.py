@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_resunet.noise_level import check_sigma
+
 # ---------------------------------------------------------------------------------------------
 # Kernels: numpy float32 arrays (kh, kw), normalized to sum 1.
 
@@ -153,19 +155,21 @@ class GaussianNoise:
     Args:
         sigma: float >= 0, the noise standard deviation on the [0, 1] scale (0.1 = 25.5/255).
         sigma_range: optional (low, high); if given, each image draws its sigma uniformly from it
-            (blind denoising) and `sigma` is ignored.
-        clip: clip the noisy image to [0, 1], as saving it as an 8-bit photo would. The noise
+            (blind denoising, or training a noise-level-map model) and `sigma` is ignored.
+        clip: clip every noisy image to [0, 1], as saving it as an 8-bit photo would. The noise
             is then no longer zero-mean near black and white.
+        clip_fraction: share of images (drawn per image) clipped to [0, 1] and rounded to 8-bit
+            levels, as noisy photos saved in 8 bits are; the others keep unclipped noise.
     """
 
     sigma: float = 0.1
     sigma_range: tuple | None = None
     clip: bool = False
+    clip_fraction: float = 0.0
 
     def __post_init__(self):
         if self.sigma_range is None:
-            if self.sigma < 0:
-                raise ValueError(f"`sigma` must be >= 0. Received: sigma={self.sigma}")
+            check_sigma(self.sigma)
         else:
             low, high = self.sigma_range
             if not 0 <= low <= high:
@@ -173,20 +177,48 @@ class GaussianNoise:
                     f"`sigma_range` must be (low, high) with 0 <= low <= high. "
                     f"Received: sigma_range={self.sigma_range}"
                 )
+        if not 0 <= self.clip_fraction <= 1:
+            raise ValueError(
+                f"`clip_fraction` must be in [0, 1]. Received: clip_fraction={self.clip_fraction}"
+            )
 
     def __call__(self, images, seed):
+        return self.sample(images, seed)[0]
+
+    def sample(self, images, seed):
+        """Returns (noisy images, the sigma of each image as an (N,) or () tensor)."""
         batch, single = _as_batch(images)
+        # The same two seeds as plain noise always drew, so seeded evaluation sets stay as
+        # they were; the clip choice gets a third derived from them.
         noise_seed, sigma_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        clip_seed = tf.random.experimental.stateless_fold_in(sigma_seed, 1)
+        count = tf.shape(batch)[0]
         if self.sigma_range is None:
-            sigma = tf.constant(self.sigma, tf.float32)
+            sigma = tf.fill([count], tf.constant(self.sigma, tf.float32))
         else:
-            sigma = tf.random.stateless_uniform(
-                [tf.shape(batch)[0], 1, 1, 1], sigma_seed, self.sigma_range[0], self.sigma_range[1]
-            )
-        noisy = batch + sigma * tf.random.stateless_normal(tf.shape(batch), noise_seed)
+            low, high = self.sigma_range
+            sigma = tf.random.stateless_uniform([count], sigma_seed, low, high)
+        noisy = batch + sigma[:, None, None, None] * tf.random.stateless_normal(
+            tf.shape(batch), noise_seed
+        )
         if self.clip:
             noisy = tf.clip_by_value(noisy, 0.0, 1.0)
-        return noisy[0] if single else noisy
+        elif self.clip_fraction > 0:
+            saved = tf.round(tf.clip_by_value(noisy, 0.0, 1.0) * 255.0) / 255.0
+            chosen = tf.random.stateless_uniform([count], clip_seed) < self.clip_fraction
+            noisy = tf.where(chosen[:, None, None, None], saved, noisy)
+        return (noisy[0], sigma[0]) if single else (noisy, sigma)
+
+
+def with_noise_map(images, sigma):
+    """Appends a constant noise-level channel (`sigma`, scalar or one per image) to NHWC or HWC
+    images: the input of a model built with `noise_level_map=True`."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    sigma = tf.cast(tf.convert_to_tensor(sigma), tf.float32)
+    shape = tf.concat([tf.shape(images)[:-1], [1]], axis=0)
+    if images.shape.rank == 4 and sigma.shape.rank == 1:
+        sigma = sigma[:, None, None, None]
+    return tf.concat([images, tf.broadcast_to(sigma, shape)], axis=-1)
 
 
 @dataclass(frozen=True)
@@ -229,8 +261,24 @@ class Compose:
         return images
 
 
+def noise_level(degradation):
+    """The fixed noise sigma of a degradation (its `GaussianNoise` step), or None when it has
+    none or draws it from a range."""
+    steps = degradation.steps if isinstance(degradation, Compose) else (degradation,)
+    for step in steps:
+        if isinstance(step, GaussianNoise) and step.sigma_range is None:
+            return step.sigma
+    return None
+
+
 def make_degradation(
-    task, sigma=0.1, sigma_range=None, kernel=None, blur_mode="circular", clip=False
+    task,
+    sigma=0.1,
+    sigma_range=None,
+    kernel=None,
+    blur_mode="circular",
+    clip=False,
+    clip_fraction=0.0,
 ):
     """The degradation for a task name.
 
@@ -239,10 +287,14 @@ def make_degradation(
         sigma, sigma_range: noise level, see `GaussianNoise`.
         kernel: 2-D kernel for "deblur_denoise"; default a 7x7 Gaussian with sigma 1.6.
         blur_mode: "circular" or "same".
-        clip: clip the degraded image to [0, 1] (see `GaussianNoise`).
+        clip, clip_fraction: clip (and for `clip_fraction`, round to 8 bits) the degraded
+            image to [0, 1] (see `GaussianNoise`).
     """
     noise = GaussianNoise(
-        sigma=sigma, sigma_range=None if sigma_range is None else tuple(sigma_range), clip=clip
+        sigma=sigma,
+        sigma_range=None if sigma_range is None else tuple(sigma_range),
+        clip=clip,
+        clip_fraction=clip_fraction,
     )
     if task == "denoise":
         return noise

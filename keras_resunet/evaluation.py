@@ -6,9 +6,10 @@ import time
 from keras_resunet import data, degradations, metrics
 from keras_resunet.inference import Denoiser, KerasDenoiser, load_denoiser, restore_image
 from keras_resunet.io import write_text_atomically
+from keras_resunet.noise_level import estimate_sigma
 
 
-def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=False):
+def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=False, sigma=None):
     """Restores every degraded image one at a time and scores it against the clean one.
 
     Args:
@@ -18,6 +19,8 @@ def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=Fals
         seed: evaluation seed; image i is degraded with seed (seed, i).
         names: optional image names for the per-image records.
         ensemble: use the 8-fold flip/rotation self-ensemble.
+        sigma: the noise level given to a method that takes one: None for the degradation's
+            own, a number, or "estimate" to estimate it on each degraded image.
 
     Returns:
         dict with per-image records (name, PSNR/SSIM of the degraded input and of the output),
@@ -27,17 +30,24 @@ def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=Fals
     denoiser = model if isinstance(model, Denoiser) else KerasDenoiser(model)
     degraded, clean = data.evaluation_pairs(images, degradation, seed)
     names = names or [f"image{index:03d}" for index in range(len(images))]
+    if sigma is None:
+        sigma = degradations.noise_level(degradation)
+    levels = [None] * len(degraded)
+    if denoiser.takes_sigma and sigma is not None:
+        levels = [estimate_sigma(d) if sigma == "estimate" else float(sigma) for d in degraded]
     if isinstance(denoiser, KerasDenoiser):
         restore_image(denoiser, degraded[0], ensemble=ensemble)
-    if hasattr(denoiser, "compute_seconds"):
-        denoiser.compute_seconds = 0.0
-    restored, seconds = [], 0.0
-    for image in degraded:
+    restored, seconds, compute_seconds = [], 0.0, 0.0
+    for image, level in zip(degraded, levels):
+        method = denoiser if level is None else denoiser.at_sigma(level)
+        if hasattr(method, "compute_seconds"):
+            method.compute_seconds = 0.0
         start = time.perf_counter()
-        restored.append(restore_image(denoiser, image, ensemble=ensemble))
+        restored.append(restore_image(method, image, ensemble=ensemble))
         seconds += time.perf_counter() - start
+        compute_seconds += getattr(method, "compute_seconds", 0.0)
     if hasattr(denoiser, "compute_seconds"):  # a cache: report the method's own time
-        seconds = denoiser.compute_seconds
+        seconds = compute_seconds
     before = metrics.evaluate_pairs(degraded, clean)
     after = metrics.evaluate_pairs(restored, clean)
     megapixels = sum(image.shape[0] * image.shape[1] for image in clean) / 1e6
@@ -53,6 +63,7 @@ def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=Fals
     ]
     return {
         "n_images": len(images),
+        "sigma_given": [None if level is None else round(level, 6) for level in levels],
         "psnr": after["psnr_summary"]["mean"],
         "ssim": after["ssim_summary"]["mean"],
         "psnr_degraded": before["psnr_summary"]["mean"],
@@ -89,6 +100,7 @@ def evaluate_folder(
         clip: clip the degraded inputs to [0, 1], as 8-bit photos are (the reference
             protocol does not).
     """
+    degradations.check_sigma(sigma)
     blur = None if task == "denoise" else degradations.make_kernel(kernel)
     degradation = degradations.make_degradation(task, sigma=sigma, kernel=blur, clip=clip)
     denoiser = load_denoiser(model, sigma=sigma, kernel=blur, cache=cache)

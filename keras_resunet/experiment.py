@@ -134,7 +134,7 @@ def learned_method(method, config_path, test_sets, options, made, log=print, ens
         (records, denoiser): one record per test set, and the trained model as a `Denoiser`
         (None when the method could not run; its records then say why).
     """
-    from keras_resunet.inference import KerasDenoiser, SelfEnsemble
+    from keras_resunet.denoisers import KerasDenoiser, SelfEnsemble
 
     config = options.budget.config(training.TrainConfig.from_yaml(config_path))
     kernel = None if config.task == "denoise" else degradations.make_kernel(config.kernel)
@@ -179,7 +179,7 @@ def learned_method(method, config_path, test_sets, options, made, log=print, ens
 def finished_denoiser(method, config_path, options):
     """The finished run of `config_path` as a denoiser, or None while it is not finished: lets
     a figure show every method that has a model, not only those a call evaluated."""
-    from keras_resunet.inference import KerasDenoiser, load_model
+    from keras_resunet.denoisers import KerasDenoiser, load_model
 
     path = run_dir_for(options.runs, config_path, options.budget.quick) / "model.keras"
     if not path.is_file():

@@ -1,85 +1,23 @@
 """Restoring images with any denoiser: learned Keras models and classical methods alike.
 
-A denoiser maps a batch of degraded float32 images (N, H, W, C) in [0, 1] to restored images of
-the same shape, and has a `name`. On top of that interface this module adds what every method
+On top of the `Denoiser` interface (`keras_resunet.denoisers`) this module adds what every method
 gets for free: channel adaptation (gray through an RGB model and back), overlapping tiles with
-smooth blending (memory bounded whatever the image size), and the 8-fold flip/rotation
-self-ensemble.
+smooth blending (memory bounded whatever the image size), the 8-fold flip/rotation
+self-ensemble, and `load_denoiser`, which resolves method names, shipped model names and paths.
 """
 
 from pathlib import Path
 
 import numpy as np
 
-
-class Denoiser:
-    """Base of every denoiser. Subclasses override `__call__` (batched) or `restore_one`.
-
-    Attributes:
-        name: short method name used in tables ("resunet", "nlm", ...).
-        channels: the channel count the method needs (1 or 3), or None for any.
-        minimum_size: smallest image side the method accepts.
-    """
-
-    def __init__(self, name, channels=None, minimum_size=1):
-        self.name = name
-        self.channels = channels
-        self.minimum_size = minimum_size
-
-    def __call__(self, images):
-        images = np.asarray(images, dtype=np.float32)
-        return np.stack([self.restore_one(image) for image in images])
-
-    def restore_one(self, image):
-        return self(image[None])[0]
-
-    def settings(self):
-        """The method's parameters (recorded in results, and keys for caches)."""
-        return {}
-
-
-class KerasDenoiser(Denoiser):
-    """A Keras image-to-image model as a denoiser (batched `predict_on_batch`)."""
-
-    def __init__(self, model, name=None):
-        from keras_resunet.models import model_minimum_size
-
-        super().__init__(
-            name=name or model.name,
-            channels=model.input_shape[-1],
-            minimum_size=model_minimum_size(model),
-        )
-        self.model = model
-
-    def __call__(self, images):
-        images = np.asarray(images, dtype=np.float32)
-        return np.asarray(self.model.predict_on_batch(images), dtype=np.float32)
-
-    def settings(self):
-        return {"params": int(self.model.count_params())}
-
-
-def load_model(path):
-    """Loads a `.keras` model for inference: uncompiled training state, XLA off.
-
-    Models trained with `jit_compile=True` store it in their compile config, and `predict`
-    would then run through XLA, which on CPU is about 3x slower than plain TensorFlow for
-    these convolutional models at photo sizes (measured: 1071 ms vs 322 ms per 481x321 image,
-    poster ResUNet, 2 threads).
-
-    Raises:
-        FileNotFoundError: if `path` does not exist.
-    """
-    import keras
-
-    import keras_resunet.models  # noqa: F401  registers the custom layers
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Model file not found: {path}")
-    model = keras.models.load_model(path, compile=False)
-    model.compile(jit_compile=False)
-    return model
+from keras_resunet import baselines, pretrained
+from keras_resunet.denoisers import (
+    Denoiser,
+    KerasDenoiser,
+    SelfEnsemble,
+    load_model,
+    self_ensemble,
+)
 
 
 def load_denoiser(spec, sigma=0.1, kernel=None, cache=None):
@@ -87,60 +25,20 @@ def load_denoiser(spec, sigma=0.1, kernel=None, cache=None):
 
     Args:
         spec: see above.
-        sigma: noise sigma for the classical methods (learned models ignore it).
+        sigma: noise level for the methods that take one (classical methods, noise-level-map
+            models); models trained for one level ignore it.
         kernel: blur kernel for the classical methods' deblurring variants.
         cache: folder caching the classical methods' outputs (None: no cache).
 
     Raises:
-        ValueError: unknown method or model name (the message lists the valid ones).
+        ValueError: unknown method or model name (the message lists the valid ones), or a
+            model that is not an image-to-image restoration model.
         FileNotFoundError: a model path or shipped model file that does not exist.
     """
-    from keras_resunet import baselines, pretrained
-
     if spec in baselines.CLASSICAL:
         return baselines.make_classical(spec, sigma, kernel=kernel, cache=cache)
     path = pretrained.resolve(spec)
-    return KerasDenoiser(load_model(path), name=Path(path).stem)
-
-
-# ---------------------------------------------------------------------------------------------
-# Self-ensemble and tiles
-
-
-def _dihedral(images, index):
-    """The `index`-th (0..7) flip/rotation of a batch (N, H, W, C)."""
-    flipped = images[:, :, ::-1] if index >= 4 else images
-    return np.rot90(flipped, k=index % 4, axes=(1, 2))
-
-
-def _undo_dihedral(images, index):
-    unrotated = np.rot90(images, k=-(index % 4), axes=(1, 2))
-    return unrotated[:, :, ::-1] if index >= 4 else unrotated
-
-
-def self_ensemble(denoiser, images):
-    """Mean of the restorations of the 8 flips/rotations of `images`, each transformed back."""
-    images = np.asarray(images, dtype=np.float32)
-    total = np.zeros_like(images)
-    for index in range(8):
-        restored = denoiser(np.ascontiguousarray(_dihedral(images, index)))
-        total += _undo_dihedral(restored, index)
-    return total / 8
-
-
-class SelfEnsemble(Denoiser):
-    """`denoiser` averaged over the 8 flips/rotations of its input (8x its time), as a denoiser
-    of its own: for tables that report a model with and without the ensemble."""
-
-    def __init__(self, denoiser):
-        super().__init__(f"{denoiser.name}_x8", denoiser.channels, denoiser.minimum_size)
-        self.denoiser = denoiser
-
-    def __call__(self, images):
-        return self_ensemble(self.denoiser, images)
-
-    def settings(self):
-        return {**self.denoiser.settings(), "self_ensemble": 8}
+    return KerasDenoiser(load_model(path), name=Path(path).stem, sigma=sigma)
 
 
 def _tile_starts(length, tile, overlap):
@@ -196,6 +94,18 @@ def restore_tiled(restore, image, tile, overlap, batch_size=4):
             output[top : top + tile_h, left : left + tile_w] += restored * window
             weight[top : top + tile_h, left : left + tile_w] += window
     return output / weight
+
+
+__all__ = [
+    "Denoiser",
+    "KerasDenoiser",
+    "SelfEnsemble",
+    "load_denoiser",
+    "load_model",
+    "restore_image",
+    "restore_tiled",
+    "self_ensemble",
+]
 
 
 def restore_image(denoiser, image, tile=None, overlap=32, ensemble=False, batch_size=4):

@@ -1,13 +1,15 @@
 """Reading and writing images as float32 arrays in [0, 1] (H, W, C)."""
 
+import contextlib
+import dataclasses
 import os
+import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -108,35 +110,88 @@ def save_image(path, image):
     _save_atomically(Image.fromarray(array), path)
 
 
-@dataclass
+@dataclasses.dataclass
 class ImageFile:
     """An image as read from disk, kept in its own mode so it can be written back the same way.
 
     Attributes:
-        pixels: float32 (H, W, 1) for gray or (H, W, 3) for color, in [0, 1].
+        pixels: float32 (H, W, 1) for gray or (H, W, 3) for color, in [0, 1], upright (the
+            EXIF orientation applied).
         alpha: float32 (H, W, 1) in [0, 1], or None.
         bit_depth: 8 or 16 (16 only for gray: Pillow keeps 16 bits for single-channel images).
+        icc_profile: the embedded colour profile (bytes), or None.
+        exif: the EXIF block (bytes, orientation reset to upright), or None.
     """
 
     pixels: np.ndarray
     alpha: np.ndarray | None = None
     bit_depth: int = 8
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+    def with_pixels(self, pixels):
+        """The same file description (mode, alpha, metadata) with other pixels."""
+        return dataclasses.replace(self, pixels=pixels)
 
 
-def read_image_file(path):
+# Modes whose values are not image intensities in a range we can write back faithfully.
+_UNSUPPORTED_MODES = {
+    "F": "32-bit float images are not supported; save it as 16-bit PNG or TIFF",
+}
+
+
+def read_image_file(path, max_pixels=None):
     """Reads an image keeping its mode: gray stays gray, RGBA keeps its alpha, 16-bit gray keeps
-    16 bits. Palette images become RGB(A); CMYK and other modes become RGB.
+    16 bits. Palette images become RGB(A); CMYK and other modes become RGB. The EXIF orientation
+    is applied (the pixels are upright), and the colour profile and EXIF data are kept.
+
+    Args:
+        path: the file.
+        max_pixels: the largest image accepted (Pillow's own decompression-bomb limit when None).
 
     Raises:
-        ImageReadError: if the file is missing, not an image or corrupt (the message names it).
+        ImageReadError: if the file is missing, not an image, corrupt, larger than `max_pixels`,
+            has several frames (a multi-page TIFF) or a mode that cannot be restored faithfully
+            (the message names the file).
     """
     path = Path(path)
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as image:
+        if max_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        with warnings.catch_warnings(), Image.open(path) as image:
+            # the explicit check below replaces Pillow's decompression-bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ImageReadError(
+                    f"{path}: too large ({image.width}x{image.height} pixels; the limit is "
+                    f"{max_pixels:,})"
+                )
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                raise ImageReadError(
+                    f"{path}: holds {frames} pages or frames; restore them as separate files"
+                )
+            if image.mode in _UNSUPPORTED_MODES:
+                raise ImageReadError(f"{path}: {_UNSUPPORTED_MODES[image.mode]}")
             image.load()
+            icc_profile = image.info.get("icc_profile")
+            exif = image.getexif()
+            upright = ImageOps.exif_transpose(image)
+            if upright is not None:
+                image = upright
+            if exif:
+                exif[_ORIENTATION] = 1
+            exif = exif.tobytes() if exif else None
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(image).astype(np.float32) / 65535.0
-                return ImageFile(np.clip(array, 0, 1)[..., None], None, 16)
+                array = np.asarray(image).astype(np.float64)
+                if array.min() < 0 or array.max() > 65535:
+                    raise ImageReadError(
+                        f"{path}: 32-bit integer values outside 0-65535 are not supported; "
+                        "save it as 16-bit PNG or TIFF"
+                    )
+                array = (array / 65535.0).astype(np.float32)
+                return ImageFile(array[..., None], None, 16, icc_profile, exif)
             if image.mode == "P":
                 image = image.convert("RGBA" if "transparency" in image.info else "RGB")
             if image.mode in ("1", "L", "LA"):
@@ -149,13 +204,26 @@ def read_image_file(path):
                 color, alpha = array[..., :3], array[..., 3:]
     except FileNotFoundError as error:
         raise ImageReadError(f"{path}: file not found") from error
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(f"{path}: too large ({error})") from error
+    except ImageReadError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{path}: not a readable image ({error})") from error
-    return ImageFile(to_float01(color), to_float01(alpha) if has_alpha else None, 8)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    alpha = to_float01(alpha) if has_alpha else None
+    return ImageFile(to_float01(color), alpha, 8, icc_profile, exif)
+
+
+_ORIENTATION = 0x0112
+# Formats whose Pillow writers take `icc_profile=` and `exif=`.
+_METADATA_FORMATS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 
 
 def save_image_file(path, image, quality=95):
-    """Writes an `ImageFile` in its mode (gray/RGB, alpha, 8 or 16 bits), atomically.
+    """Writes an `ImageFile` in its mode (gray/RGB, alpha, 8 or 16 bits) with its colour profile
+    and EXIF data where the format holds them, atomically.
 
     The format follows the suffix of `path`; JPEG has no alpha or 16 bits, so those are refused.
 
@@ -179,27 +247,55 @@ def save_image_file(path, image, quality=95):
             array = array[..., 0]
         converted = Image.fromarray(array)
     options = {"quality": quality} if jpeg else {}
+    if path.suffix.lower() in _METADATA_FORMATS:
+        if image.icc_profile:
+            options["icc_profile"] = image.icc_profile
+        if image.exif:
+            options["exif"] = image.exif
     _save_atomically(converted, path, options)
 
 
 def _save_atomically(image, path, options=None):
-    # a hidden name: an interrupted write leaves no file that looks like a result
+    with atomic_write(path, suffix=path.suffix or ".png") as temporary:
+        image.save(temporary, **(options or {}))
+
+
+def current_umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_write(path, suffix=None):
+    """Yields a hidden temporary path beside `path`; on success it gets the permissions a new file
+    gets under the umask and is renamed to `path`, on any error (or interruption) it is removed.
+    So a reader never sees a half-written file, and a failed write leaves none behind.
+
+    Args:
+        path: the final file.
+        suffix: the temporary file's suffix (writers that pick the format from it need the
+            final one); default `path`'s.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent or "."
+        prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent
     )
     os.close(handle)
+    temporary = Path(temporary)
     try:
-        image.save(temporary, **(options or {}))
+        yield temporary
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
 def write_text_atomically(path, text):
     """Writes `text` to `path` through a temporary file and a rename: never a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:
+        temporary.write_text(text)

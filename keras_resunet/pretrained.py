@@ -116,8 +116,8 @@ def ship(run_dir, name, records, command, note=""):
     """
     import json
 
-    from keras_resunet.inference import load_model
-    from keras_resunet.io import write_text_atomically
+    from keras_resunet.denoisers import load_model
+    from keras_resunet.io import atomic_write, write_text_atomically
 
     if name not in PRETRAINED:
         raise ValueError(f"Unknown shipped model name {name!r}. Valid: {sorted(PRETRAINED)}")
@@ -133,9 +133,8 @@ def ship(run_dir, name, records, command, note=""):
     model = load_model(run_dir / "model.keras")
     target = models_dir() / PRETRAINED[name].filename
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f"tmp-{target.name}")
-    model.save(temporary)
-    os.replace(temporary, target)
+    with atomic_write(target) as temporary:
+        model.save(temporary)
     progress = json.loads((run_dir / "progress.json").read_text())
     provenance = json.loads((run_dir / "run.json").read_text())
     note = f"\n{note.strip()}\n" if note else ""

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_resunet import io
+from keras_resunet.noise_level import check_sigma, estimate_sigma
 
 
 @dataclass(frozen=True)
@@ -24,21 +25,50 @@ class RestoreOptions:
         model: shipped model name, `.keras` path, or classical method ("nlm", "bm3d"); None
             picks the shipped ResUNet for `task`.
         task: "denoise" or "deblur_denoise" (the default model, and the `noisy_demo` degradation).
-        sigma: noise sigma for classical methods and for `noisy_demo`.
+        sigma: the noise level on the [0, 1] scale for methods that take one (classical methods,
+            noise-level-map models); None estimates it per image (`estimate_sigma`). Models
+            trained for one level use their own. With `noisy_demo`, the level of the added
+            noise (default 0.1).
         tile, overlap: tile side (0 = whole image) and overlap in pixels.
         ensemble: 8-fold flip/rotation self-ensemble.
         noisy_demo: degrade each (clean) input first, then report PSNR before and after.
         seed: seed of the `noisy_demo` degradation (image i uses (seed, i)).
+        skip_existing: leave an output that already exists as it is (else it is replaced,
+            and the progress line says so).
     """
 
     model: str | None = None
     task: str = "denoise"
-    sigma: float = 0.1
+    sigma: float | None = None
     tile: int = 512
     overlap: int = 32
     ensemble: bool = False
     noisy_demo: bool = False
     seed: int = 0
+    skip_existing: bool = False
+
+    def __post_init__(self):
+        if self.task not in ("denoise", "deblur_denoise"):
+            raise ValueError(f"Unknown task {self.task!r}. Valid: denoise, deblur_denoise")
+        if self.sigma is not None:
+            check_sigma(self.sigma)
+        if not isinstance(self.tile, int) or self.tile < 0:
+            raise ValueError(f"--tile must be 0 (whole image) or a positive size: {self.tile}")
+        if not isinstance(self.overlap, int) or self.overlap < 0:
+            raise ValueError(f"--overlap must be >= 0: {self.overlap}")
+        if self.tile and self.tile < MIN_TILE:
+            raise ValueError(f"--tile must be at least {MIN_TILE} pixels (or 0): {self.tile}")
+        if self.tile and self.tile <= 2 * self.overlap:
+            raise ValueError(f"--tile ({self.tile}) must exceed twice --overlap ({self.overlap})")
+
+
+# Tiles smaller than this hold too little context for the models' receptive field.
+MIN_TILE = 32
+# Pillow refuses images over ~179 MP as possible decompression bombs; scans can be larger and
+# are restored tile by tile, so the limit is raised to what a 24 GB machine can still hold.
+MAX_PIXELS = 1_000_000_000
+# The noisy-demo noise level when none is given.
+DEMO_SIGMA = 0.1
 
 
 @dataclass
@@ -46,6 +76,10 @@ class FileResult:
     source: Path
     output: Path | None = None
     error: str | None = None
+    skipped: str | None = None
+    replaced: bool = False
+    sigma: float | None = None
+    sigma_estimated: bool = False
     seconds: float = 0.0
     psnr_degraded: float | None = None
     psnr_restored: float | None = None
@@ -98,75 +132,140 @@ def check_output_folder(folder):
 def restore_files(inputs, output, options=RestoreOptions(), log=print):
     """Restores every image in `inputs` (files or folders) into the folder `output`.
 
-    Each output keeps the input's file name, format and mode. With `noisy_demo`, the degraded
-    input is also written as `<stem>_degraded<suffix>`.
+    Each output keeps the input's file name, format, mode, orientation and colour profile.
+    With `noisy_demo`, the degraded input is also written as `<stem>_degraded<suffix>`. An
+    interruption (Ctrl-C, SIGTERM) stops after removing the file being written; the results
+    so far are kept in `results` of the `RestoreInterrupted` it raises.
 
     Returns:
         list of `FileResult`, one per input file (and one per input that named no image).
 
     Raises:
-        ValueError / FileNotFoundError: unknown model name or missing model file.
+        ValueError / FileNotFoundError: unknown model name, missing model file, or a model that
+            is not an image restoration model.
         OSError: output folder not writable.
+        RestoreInterrupted: on KeyboardInterrupt / SystemExit, with the results so far.
     """
-    from keras_resunet import degradations, metrics, pretrained
-    from keras_resunet.inference import load_denoiser, restore_image
+    from keras_resunet import degradations, pretrained
+    from keras_resunet.inference import load_denoiser
 
     model = options.model or pretrained.DEFAULT_FOR_TASK[options.task]
     kernel = degradations.gaussian_kernel(7, 1.6) if options.task == "deblur_denoise" else None
-    denoiser = load_denoiser(model, sigma=options.sigma, kernel=kernel)
+    demo_sigma = DEMO_SIGMA if options.sigma is None else options.sigma
+    denoiser = load_denoiser(model, sigma=demo_sigma, kernel=kernel)
     output = Path(output)
     check_output_folder(output)
-    degradation = degradations.make_degradation(options.task, sigma=options.sigma, kernel=kernel)
+    if options.sigma is not None and not denoiser.takes_sigma:
+        log(
+            f"note: {denoiser.name} has no noise-level input; it restores the noise level it "
+            "was trained for, not --sigma"
+        )
+    degradation = degradations.make_degradation(options.task, sigma=demo_sigma, kernel=kernel)
 
     paths, problems = collect_inputs(inputs)
     results = [FileResult(path, error=message) for path, message in problems]
-    written = {}
+    planned = _planned_outputs(paths, output, options.noisy_demo)
     total = len(paths)
-    for index, path in enumerate(paths):
-        result = FileResult(path)
-        results.append(result)
-        target = output / path.name
-        start = time.perf_counter()
-        try:
-            if target.resolve() == path.resolve():
-                raise ValueError("the output would overwrite the input: choose another --output")
-            if target in written:
-                raise ValueError(f"same file name as {written[target]}: its output would be lost")
-            image = io.read_image_file(path)
-            clean = image.pixels
-            pixels = clean
-            if options.noisy_demo:
-                pixels = np.asarray(
-                    degradation(clean, np.array([options.seed, index], np.int32)), np.float32
-                )
-            restored = restore_image(
-                denoiser,
-                pixels,
-                tile=options.tile,
-                overlap=options.overlap,
-                ensemble=options.ensemble,
-            )
-            if options.noisy_demo:
-                result.psnr_degraded = float(metrics.psnr(pixels, clean))
-                result.psnr_restored = float(metrics.psnr(restored, clean))
-                degraded_path = target.with_name(f"{target.stem}_degraded{target.suffix}")
-                io.save_image_file(
-                    degraded_path, io.ImageFile(pixels, image.alpha, image.bit_depth)
-                )
-            io.save_image_file(target, io.ImageFile(restored, image.alpha, image.bit_depth))
-            written[target] = path
-            result.output = target
-        except (ValueError, OSError) as error:
-            result.error = str(error).removeprefix(f"{path}: ")
-        result.seconds = time.perf_counter() - start
-        log(_progress_line(index + 1, total, result))
+    try:
+        for index, path in enumerate(paths):
+            result = FileResult(path)
+            results.append(result)
+            start = time.perf_counter()
+            try:
+                _restore_one(path, index, planned, denoiser, degradation, options, result)
+            except Exception as error:  # noqa: BLE001  one file's failure must not end the batch
+                message = str(error) or type(error).__name__
+                result.error = message.removeprefix(f"{path}: ")
+            result.seconds = time.perf_counter() - start
+            log(_progress_line(index + 1, total, result))
+    except (KeyboardInterrupt, SystemExit) as stop:
+        current = results[-1] if results else None
+        if current is not None and current.output is None and not current.error:
+            current.error = "interrupted before its output was written"
+        raise RestoreInterrupted(results, stop) from None
     return results
+
+
+class RestoreInterrupted(Exception):
+    """Ctrl-C or SIGTERM during `restore_files`; `results` holds what was done."""
+
+    def __init__(self, results, cause):
+        super().__init__("interrupted")
+        self.results = results
+        self.cause = cause
+
+
+def _planned_outputs(paths, output, noisy_demo):
+    """{input path: (restored target, degraded target or None, clash message or None)}: every
+    file this run will write, so that no output replaces an input or another output."""
+    owners, planned = {}, {}
+    inputs = {path.resolve() for path in paths}
+    for path in paths:
+        target = output / path.name
+        degraded = (
+            target.with_name(f"{target.stem}_degraded{target.suffix}") if noisy_demo else None
+        )
+        clash = None
+        for written in filter(None, (target, degraded)):
+            if written.resolve() == path.resolve():
+                clash = "the output would overwrite the input: choose another --output"
+            elif written.resolve() in inputs:
+                clash = f"its output {written} would overwrite another input"
+            elif written in owners:
+                clash = f"same file name as {owners[written]}: its output would be lost"
+        if clash is None:
+            for written in filter(None, (target, degraded)):
+                owners[written] = path
+        planned[path] = (target, degraded, clash)
+    return planned
+
+
+def _restore_one(path, index, planned, denoiser, degradation, options, result):
+    from keras_resunet import metrics
+    from keras_resunet.inference import restore_image
+
+    target, degraded_path, clash = planned[path]
+    if clash:
+        raise ValueError(clash)
+    if options.skip_existing and target.exists():
+        result.skipped = f"{target} exists (--skip-existing)"
+        return
+    result.replaced = target.exists()
+    image = io.read_image_file(path, max_pixels=MAX_PIXELS)
+    clean = image.pixels
+    pixels = clean
+    if options.noisy_demo:
+        seed = np.array([options.seed, index], np.int32)
+        pixels = np.asarray(degradation(clean, seed), np.float32)
+    if denoiser.takes_sigma:
+        if options.sigma is not None:
+            result.sigma = options.sigma
+        else:
+            result.sigma = estimate_sigma(pixels)
+            result.sigma_estimated = True
+        denoiser = denoiser.at_sigma(result.sigma)
+    restored = restore_image(
+        denoiser, pixels, tile=options.tile, overlap=options.overlap, ensemble=options.ensemble
+    )
+    if options.noisy_demo:
+        result.psnr_degraded = float(metrics.psnr(pixels, clean))
+        result.psnr_restored = float(metrics.psnr(restored, clean))
+        io.save_image_file(degraded_path, image.with_pixels(pixels))
+    io.save_image_file(target, image.with_pixels(restored))
+    result.output = target
 
 
 def _progress_line(position, total, result):
     if result.error:
         return f"[{position}/{total}] {result.source}: FAILED: {result.error}"
+    if result.skipped:
+        return f"[{position}/{total}] {result.source}: skipped: {result.skipped}"
     line = f"[{position}/{total}] {result.source} -> {result.output} ({result.seconds:.1f} s)"
+    if result.sigma is not None:
+        how = "estimated" if result.sigma_estimated else "given"
+        line += f"  sigma {result.sigma:.3f} ({result.sigma * 255:.1f}/255, {how})"
+    if result.replaced:
+        line += "  [replaced an existing file]"
     if result.psnr_degraded is not None:
         line += f"  PSNR {result.psnr_degraded:.2f} -> {result.psnr_restored:.2f} dB"
     return line
@@ -175,8 +274,14 @@ def _progress_line(position, total, result):
 def summarize(results):
     """A few closing lines: counts, mean PSNR for --noisy-demo, and every failure by name."""
     failed = [r for r in results if r.error]
-    done = [r for r in results if not r.error]
-    lines = [f"restored {len(done)} of {len(results)} inputs"]
+    skipped = [r for r in results if r.skipped]
+    done = [r for r in results if not r.error and not r.skipped]
+    replaced = sum(r.replaced for r in done)
+    lines = [
+        f"restored {len(done)}, failed {len(failed)}, skipped {len(skipped)} "
+        f"of {len(results)} inputs"
+        + (f" ({replaced} existing outputs replaced)" if replaced else "")
+    ]
     scored = [r for r in done if r.psnr_degraded is not None]
     if scored:
         before = np.mean([r.psnr_degraded for r in scored])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resunet.io import to_uint8, write_text_atomically
+from keras_resunet.io import atomic_write, to_uint8, write_text_atomically
 
 # The poster's PSNR on BSDS300 test (100 images), sigma 0.1 (../shared/datasets/README.md).
 POSTER_PSNR = {
@@ -54,17 +54,90 @@ class Record:
         return (self.method, self.dataset)
 
 
+# CPU features that decide training and inference speed (bfloat16 is native only with the last two)
+_SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
 def machine_description():
-    """A one-line description of this machine: CPU model, core count, OS."""
-    cpu = platform.processor() or platform.machine()
+    """What a result's speed depends on: CPU model, cores, SIMD features, library versions."""
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    simd = "/".join(flag.upper() for flag in _SIMD_FLAGS if flag in flags) or "no AVX2"
+    return f"{cpu}, {os.cpu_count()} cores, {simd}, {_library_versions()}"
+
+
+def _library_versions():
+    from importlib import metadata
+
+    versions = []
+    for package in ("tensorflow", "keras", "torch"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(versions)
+
+
+def line_plot(path, series, x_label, y_label, title=""):
+    """A PNG line chart of `series` ({name: [(x, y), ...]}), drawn with Pillow alone.
+
+    Args:
+        path: output file.
+        series: named lists of points; each gets its own colour and a legend entry.
+        x_label, y_label, title: axis labels and a title above the chart.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height, left, right, top, bottom = 720, 440, 64, 190, 34, 48
+    points = [point for values in series.values() for point in values]
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = np.floor(min(ys)), np.ceil(max(ys))
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=13)
+
+    def place(x, y):
+        px = left + (x - x0) / max(x1 - x0, 1e-9) * (width - left - right)
+        py = height - bottom - (y - y0) / max(y1 - y0, 1e-9) * (height - top - bottom)
+        return px, py
+
+    for y in np.arange(y0, y1 + 1e-9, 1.0 if y1 - y0 <= 12 else 2.0):
+        _, py = place(x0, y)
+        draw.line([(left, py), (width - right, py)], fill="#e4e4e4")
+        draw.text((left - 30, py - 7), f"{y:.0f}", fill="black", font=font)
+    for x in sorted(set(xs)):
+        px, _ = place(x, y0)
+        draw.line([(px, top), (px, height - bottom)], fill="#f0f0f0")
+        draw.text((px - 8, height - bottom + 6), f"{x:g}", fill="black", font=font)
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f"]
+    for index, (name, values) in enumerate(series.items()):
+        colour = colours[index % len(colours)]
+        placed = [place(x, y) for x, y in sorted(values)]
+        if len(placed) > 1:
+            draw.line(placed, fill=colour, width=2)
+        for px, py in placed:
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
+        legend_y = top + 8 + index * 18
+        draw.line(
+            [(width - right + 12, legend_y + 7), (width - right + 32, legend_y + 7)],
+            fill=colour,
+            width=2,
+        )
+        draw.text((width - right + 38, legend_y), name, fill="black", font=font)
+    draw.text((left, 10), title, fill="black", font=font)
+    draw.text(((width - right + left) // 2 - 40, height - 22), x_label, fill="black", font=font)
+    draw.text((6, 10), y_label, fill="black", font=font)
+    with atomic_write(path, suffix=".png") as temporary:
+        canvas.save(temporary)
 
 
 def load_records(path):
@@ -185,7 +258,5 @@ def make_figure(path, panels, crop=None):
         else:
             draw.rectangle([x, title_height, x + width - 1, title_height + height - 1], "#dddddd")
         draw.text((x + 3, 4), title, fill="black", font=font)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    canvas.save(temporary)
-    os.replace(temporary, path)
+    with atomic_write(path, suffix=".png") as temporary:
+        canvas.save(temporary)

@@ -33,21 +33,14 @@ import tensorflow as tf
 import yaml
 
 from keras_resunet import data, degradations, torch_conv
-from keras_resunet.io import write_text_atomically
+from keras_resunet.io import atomic_write, write_text_atomically
 from keras_resunet.losses import RestorationLoss
 from keras_resunet.models import MODELS, build_model
+from keras_resunet.precision import check_precision, resolve_precision
 
 
 class TrainingError(RuntimeError):
     """Training cannot continue (non-finite loss, bad config found late)."""
-
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
-
-def _check_precision(precision):
-    if precision not in PRECISIONS:
-        raise ValueError(f"`precision` must be one of {list(PRECISIONS)}. Received: {precision!r}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +57,8 @@ class TrainConfig:
     # reference protocol does not; models trained without it lose about 0.5 dB on clipped
     # inputs (README, `resunet evaluate --clip`).
     clip: bool = False
+    # Share of training inputs clipped to [0, 1] and rounded to 8 bits (the rest unclipped).
+    clip_fraction: float = 0.0
     channels: int = 3
     train_data: str = "BSDS300/images/train"
     data_root: str | None = None
@@ -74,16 +69,20 @@ class TrainConfig:
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"  # "constant" or "cosine"
     clipnorm: float | None = None
-    # Keras dtype policy while training. "mixed_bfloat16" computes in bfloat16, which this
-    # CPU (AVX512-BF16) runs 1.2-1.7x faster (results/training/); the weights stay float32 and
+    # Keras dtype policy while training; "auto" picks bfloat16 where the hardware computes it
+    # natively and float32 elsewhere (keras_resunet.precision). The weights stay float32 and
     # the saved model.keras is float32 whatever the training precision.
-    precision: str = "float32"
+    precision: str = "auto"
     # XLA measured slower on CPU for these models (results/training/throughput.json)
     jit_compile: bool = False
     alpha: float = 1.0
     beta: float = 0.0
     perceptual: dict = field(default_factory=dict)
     seed: int = 0
+    # A `.keras` model whose weights start a run that has no checkpoint yet (a shipped model,
+    # so a campaign whose run folder is lost goes on from what shipped). Layers are matched by
+    # name; a first conv that gains a noise-level-map channel gets zero weights for it.
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -97,7 +96,7 @@ class TrainConfig:
             raise ValueError(
                 f"`lr_schedule` must be 'constant' or 'cosine'. Received: {self.lr_schedule!r}"
             )
-        _check_precision(self.precision)
+        check_precision(self.precision)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0. Received: {self.learning_rate!r}")
         if self.steps % self.checkpoint_every:
@@ -105,8 +104,25 @@ class TrainConfig:
                 f"`steps` must be a multiple of `checkpoint_every`. "
                 f"Received: steps={self.steps}, checkpoint_every={self.checkpoint_every}"
             )
-        degradations.make_degradation(
-            self.task, sigma=self.sigma, sigma_range=self.sigma_range, clip=self.clip
+        self.degradation()
+        _check_model_args(self.model, self.model_args)
+        if self.noise_map and self.task != "denoise":
+            raise ValueError("`noise_level_map` models are trained on the denoise task")
+
+    @property
+    def noise_map(self):
+        """Whether the model takes a noise-level map (`model_args: {noise_level_map: true}`)."""
+        return bool(self.model_args.get("noise_level_map", False))
+
+    def degradation(self):
+        """The training degradation this config describes."""
+        return degradations.make_degradation(
+            self.task,
+            sigma=self.sigma,
+            sigma_range=self.sigma_range,
+            kernel=None if self.task == "denoise" else degradations.make_kernel(self.kernel),
+            clip=self.clip,
+            clip_fraction=self.clip_fraction,
         )
 
     @classmethod
@@ -144,18 +160,52 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Config file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: the config must be a mapping of keys to values")  # noqa: TRY004
+        overridden = set()
         for override in overrides:
             key, sep, text = override.partition("=")
             if not sep:
                 raise ValueError(f"Overrides look like key=value. Received: {override!r}")
-            values[key.strip()] = yaml.safe_load(text)
+            try:
+                values[key.strip()] = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ValueError(f"--set {override!r}: the value is not valid YAML") from None
+            overridden.add(key.strip())
+        steps = values.get("steps")
+        every = values.get("checkpoint_every", cls.checkpoint_every)
+        # a shorter (or longer) run from the command line checkpoints at a step that divides
+        # it, rather than being refused
+        if (
+            "steps" in overridden
+            and "checkpoint_every" not in overridden
+            and all(isinstance(v, int) and v > 0 for v in (steps, every))
+        ):
+            values["checkpoint_every"] = math.gcd(steps, every)
         return cls.from_dict(values)
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+
+def _check_model_args(model, model_args):
+    """Refuses builder arguments the builder does not take, before any work."""
+    import inspect
+
+    if not isinstance(model_args, dict):
+        raise ValueError(f"`model_args` must be a mapping. Received: {model_args!r}")  # noqa: TRY004
+    reserved = {"in_channels"} & set(model_args)
+    if reserved:
+        raise ValueError(f"`model_args` cannot set {sorted(reserved)}: use the config's `channels`")
+    parameters = inspect.signature(MODELS[model]).parameters
+    unknown = sorted(set(model_args) - set(parameters))
+    if unknown:
+        valid = sorted(set(parameters) - {"in_channels"})
+        raise ValueError(f"`model_args` {unknown} are not arguments of {model}. Valid: {valid}")
 
 
 def make_strategy():
@@ -234,7 +284,9 @@ class _ImageSummaries(keras.callbacks.Callback):
     """After each chunk, writes degraded | restored | clean crops of a few fixed training
     images to TensorBoard, so a run can be watched, not just its loss."""
 
-    def __init__(self, folder, images, degradation, steps_per_chunk, seed, count=3, size=96):
+    def __init__(
+        self, folder, images, degradation, steps_per_chunk, seed, noise_map, count=3, size=96
+    ):
         super().__init__()
         crops = []
         for image in images[:count]:
@@ -242,13 +294,19 @@ class _ImageSummaries(keras.callbacks.Callback):
             crops.append(image[max(top, 0) : top + size, max(left, 0) : left + size])
         side = min(min(c.shape[0], c.shape[1]) for c in crops)
         self.clean = np.stack([c[:side, :side] for c in crops])
-        degraded = degradation(tf.constant(self.clean), tf.constant([seed, 7], tf.int64))
+        seed = tf.constant([seed, 7], tf.int64)
+        if noise_map:
+            degraded, sigma = degradation.sample(tf.constant(self.clean), seed)
+            self.inputs = np.asarray(degradations.with_noise_map(degraded, sigma))
+        else:
+            degraded = degradation(tf.constant(self.clean), seed)
+            self.inputs = np.asarray(degraded)
         self.degraded = np.asarray(degraded)
         self.writer = tf.summary.create_file_writer(str(folder))
         self.steps_per_chunk = steps_per_chunk
 
     def on_epoch_end(self, epoch, logs=None):
-        restored = keras.ops.convert_to_numpy(self.model(self.degraded, training=False))
+        restored = keras.ops.convert_to_numpy(self.model(self.inputs, training=False))
         restored = restored.astype(np.float32)  # a mixed-precision model outputs 16 bits
         restored = tf.clip_by_value(restored, 0, 1)
         panels = tf.concat([tf.clip_by_value(self.degraded, 0, 1), restored, self.clean], axis=2)
@@ -285,9 +343,8 @@ class _KerasCheckpoints:
     def save(self, checkpoint_number):
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"ckpt-{checkpoint_number}.keras"
-        temporary = self.folder / f"tmp-ckpt-{checkpoint_number}.keras"
-        self.model.save(temporary)
-        os.replace(temporary, path)
+        with atomic_write(path) as temporary:
+            self.model.save(temporary)
         for old in self._existing()[: -self.max_to_keep]:
             old.unlink()
         return str(path)
@@ -354,8 +411,11 @@ def train(config, out_dir, images=None, strategy=None, log=print):
         images = _training_images(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _RunLock(out_dir), _global_dtype_policy(config.precision):
-        return _train_locked(config, out_dir, images, strategy, log)
+    precision = resolve_precision(config.precision)
+    if config.precision == "auto":
+        log(f"precision auto: training in {precision} on this machine")
+    with _RunLock(out_dir), _global_dtype_policy(precision):
+        return _train_locked(config, out_dir, images, strategy, log, precision)
 
 
 @contextlib.contextmanager
@@ -370,7 +430,12 @@ def _global_dtype_policy(name):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _train_locked(config, out_dir, images, strategy, log):
+def _train_locked(config, out_dir, images, strategy, log, precision):
+    with _global_dtype_policy("float32"):
+        try:  # a model that cannot be built must not leave a run folder behind
+            build_model(config.model, in_channels=config.channels, **config.model_args)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"model_args {config.model_args}: {error}") from None
     _check_or_write_config(config, out_dir)
     final = out_dir / "model.keras"
     if final.is_file() and read_progress(out_dir)["steps"] >= config.steps:
@@ -416,22 +481,20 @@ def _train_locked(config, out_dir, images, strategy, log):
         restore(manager.latest_checkpoint)
         done = int(Path(manager.latest_checkpoint).stem.rsplit("-", 1)[1])
         log(f"resuming {out_dir} at step {done}")
+    elif config.init_from:
+        warm_start(model, config.init_from)
+        log(f"starting {out_dir} from the weights of {config.init_from}")
     chunk = config.checkpoint_every
     total_chunks = math.ceil(config.steps / chunk)
     if done < config.steps:
-        degradation = degradations.make_degradation(
-            config.task,
-            sigma=config.sigma,
-            sigma_range=config.sigma_range,
-            kernel=None if config.task == "denoise" else degradations.make_kernel(config.kernel),
-            clip=config.clip,
-        )
+        degradation = config.degradation()
         dataset = data.patch_dataset(
             images,
             degradation,
             config.patch_size,
             config.batch_size,
             seed=config.seed + done,  # a resumed run draws fresh patches, not a replay
+            noise_map=config.noise_map,
         )
         checkpointer = _Checkpointer(manager, chunk, out_dir / "progress.json")
         callbacks = [
@@ -439,7 +502,12 @@ def _train_locked(config, out_dir, images, strategy, log):
             keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
             _ImageSummaries(
-                out_dir / "tensorboard" / "images", images, degradation, chunk, config.seed
+                out_dir / "tensorboard" / "images",
+                images,
+                degradation,
+                chunk,
+                config.seed,
+                config.noise_map,
             ),
         ]
         start = time.time()
@@ -469,10 +537,54 @@ def _train_locked(config, out_dir, images, strategy, log):
             f"{steps_run} steps in {seconds:.0f} s "
             f"({steps_run * config.batch_size / seconds:.0f} patches/s)"
         )
-    if config.precision != "float32":
+    if precision != "float32":
         model = _float32_copy(model, config)
     _save_atomically(model, out_dir / "model.keras")
     return model
+
+
+def warm_start(model, path):
+    """Copies the weights of the `.keras` model at `path` into `model`, layer by layer by name.
+
+    A conv kernel that has more input channels in `model` (a noise-level-map channel added)
+    gets the source kernel in its first channels and zeros in the rest, so the warm-started
+    model at first computes exactly what the source model did.
+
+    Raises:
+        TrainingError: a missing file, or layers that do not correspond.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"`init_from` model not found: {path}")
+    import keras_resunet.models  # noqa: F401  registers the custom layers
+
+    source = keras.models.load_model(path, compile=False)
+    layers = {layer.name: layer for layer in source.layers}
+    for layer in model.layers:
+        targets = layer.get_weights()
+        if not targets:
+            continue
+        origin = layers.get(layer.name)
+        weights = origin.get_weights() if origin is not None else []
+        if len(weights) != len(targets):
+            raise TrainingError(f"{path} has no layer matching {layer.name!r}: not the same model")
+        adapted = []
+        for target, weight in zip(targets, weights):
+            if target.shape != weight.shape:
+                widened = target.ndim == 4 and target.shape[2] > weight.shape[2]
+                if (
+                    not widened
+                    or target.shape[:2] + target.shape[3:] != weight.shape[:2] + weight.shape[3:]
+                ):
+                    raise TrainingError(
+                        f"{path}: layer {layer.name!r} has shape {weight.shape}, "
+                        f"the model needs {target.shape}"
+                    )
+                grown = np.zeros_like(target)
+                grown[:, :, : weight.shape[2], :] = weight
+                weight = grown
+            adapted.append(weight)
+        layer.set_weights(adapted)
 
 
 def _float32_copy(model, config):
@@ -535,9 +647,12 @@ def _fit_multi_worker(
     callback_list.on_train_end()
 
 
+_RESUMABLE_KEYS = ("steps", "init_from")
+
+
 def _check_or_write_config(config, out_dir):
     """A resumed run must have the config it started with, except `steps` (extending a run is
-    allowed); the stored config is updated to the new step count. Keys added to `TrainConfig`
+    allowed) and `init_from`; the stored config is updated to the new step count. Keys added to `TrainConfig`
     after a run started count as their defaults."""
     path = out_dir / "config.json"
     resolved = json.loads(json.dumps(config.to_dict()))
@@ -547,7 +662,16 @@ def _check_or_write_config(config, out_dir):
         if "mixed_precision" in previous:  # runs started before `precision` replaced it
             legacy = previous.pop("mixed_precision")
             previous["precision"] = "mixed_float16" if legacy else "float32"
-        changed = sorted(k for k in resolved if k != "steps" and previous.get(k) != resolved[k])
+        # `steps` may grow (extending a run); `init_from` only matters before the first checkpoint
+        for values in (previous, resolved):
+            # what "auto" means on this machine, so a run may switch between it and its value
+            values["precision"] = resolve_precision(values.get("precision", "float32"))
+            # the same folder however it was spelled
+            if values.get("data_root"):
+                values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
+        changed = sorted(
+            k for k in resolved if k not in _RESUMABLE_KEYS and previous.get(k) != resolved[k]
+        )
         if changed:
             raise TrainingError(
                 f"{out_dir} holds a run with a different config ({changed}); use a new folder"
@@ -593,9 +717,8 @@ def provenance():
 
 
 def _save_atomically(model, path):
-    temporary = path.with_name("tmp-" + path.name)
-    model.save(temporary)
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:
+        model.save(temporary)
 
 
 def final_loss(out_dir):
@@ -636,7 +759,7 @@ def measure_throughput(
         dict: model, parameters, batch, patch, jit, precision, patches_per_second (median over
         steps).
     """
-    _check_precision(precision)
+    requested, precision = precision, resolve_precision(precision)
     keras.utils.set_random_seed(0)
     if fast_torch_conv:
         torch_conv.enable()
@@ -659,5 +782,6 @@ def measure_throughput(
         "jit_compile": jit_compile,
         "fast_torch_conv": bool(fast_torch_conv and keras.backend.backend() == "torch"),
         "precision": precision,
+        "precision_requested": requested,
         "patches_per_second": float(batch_size / np.median(durations)),
     }

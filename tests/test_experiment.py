@@ -242,8 +242,10 @@ def test_quick_gray_baselines_evaluate_on_bsd68_and_set12(data_root, tmp_path):
     }
     assert found[("dncnn", "BSD68")]["sigma"] == pytest.approx(25 / 255)
     assert found[("nlm", "Set12")]["psnr"] > found[("degraded input", "Set12")]["psnr"] + 3
-    assert (out / "gray_denoise" / "README.md").read_text().startswith(
-        "# Results: gray denoise (sigma 25/255)\n"
+    assert (
+        (out / "gray_denoise" / "README.md")
+        .read_text()
+        .startswith("# Results: gray denoise (sigma 25/255)\n")
     )
 
 

@@ -179,3 +179,91 @@ def test_benchmark_times_every_runtime_and_writes_results(tiny_model_path, tmp_p
     saved = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
     assert saved["rows"] == result["rows"]
     assert "| onnx | model.onnx |" in (tmp_path / "bench" / "README.md").read_text()
+
+
+def test_overwrite_never_deletes_what_the_export_did_not_write(tiny_model_path, tmp_path, capsys):
+    userdata = tmp_path / "userdata"
+    (userdata / "sub").mkdir(parents=True)
+    (userdata / "precious.txt").write_text("keep")
+    (userdata / "sub" / "thesis.tex").write_text("keep too")
+    args = ["export", "--model", str(tiny_model_path), "--formats", "onnx", "--overwrite"]
+    assert main([*args, "--out", str(userdata)]) == 1
+    assert "not an export" in capsys.readouterr().err
+    assert (userdata / "precious.txt").read_text() == "keep"
+    assert (userdata / "sub" / "thesis.tex").read_text() == "keep too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["userdata"]
+
+
+def test_the_current_folder_and_its_parents_are_refused(
+    tiny_model_path, tmp_path, monkeypatch, capsys
+):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    for out in (".", str(tmp_path)):
+        args = ["export", "--model", str(tiny_model_path), "--out", out, "--formats", "onnx"]
+        assert main([*args, "--overwrite"]) == 1
+        assert "Refusing to export into" in capsys.readouterr().err
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+
+
+def test_an_earlier_export_is_replaced_only_with_overwrite(tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "exported"
+    options = ExportOptions(formats=("onnx",))
+    export_model(tiny_model_path, out, options, log=lambda _: 0)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_model(tiny_model_path, out, options, log=lambda _: 0)
+    (out / "extra.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="extra.txt"):
+        export_model(
+            tiny_model_path, out, ExportOptions(("onnx",), overwrite=True), log=lambda _: 0
+        )
+    (out / "extra.txt").unlink()
+    export_model(tiny_model_path, out, ExportOptions(("onnx",), overwrite=True), log=lambda _: 0)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "export_report.json",
+        "model.onnx",
+        "model.onnx.json",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
+
+
+def test_export_folders_and_files_get_normal_permissions(tiny_model_path, tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        export_model(tiny_model_path, tmp_path / "e", ExportOptions(("onnx",)), log=lambda _: 0)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "e").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "e" / "model.onnx").stat().st_mode & 0o777 == 0o644
+
+
+def test_shipped_names_and_noise_map_models_export(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    build_resunet(**TINY, noise_level_map=True).save(models / "resunet-denoise.keras")
+    monkeypatch.setenv("KERAS_RESUNET_MODELS", str(models))
+    report = export_model(
+        "resunet-denoise",
+        tmp_path / "e",
+        ExportOptions(("onnx", "tflite")),
+        check_images=CHECK_IMAGES,
+        log=lambda _: 0,
+    )
+    for artifact in report["artifacts"]:
+        assert artifact["checks"]["max_abs_diff"] < 1e-4
+        assert artifact["checks"]["input_shapes"][-1][-1] == 4
+    sidecar = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
+    assert "noise-level map" in sidecar["input"]["channels"]
+
+
+def test_non_restoration_models_are_refused(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    keras.Model(inputs, keras.layers.Dense(10)(pooled)).save(tmp_path / "classifier.keras")
+    with pytest.raises(ValueError, match="not an image-to-image model"):
+        export_model(tmp_path / "classifier.keras", tmp_path / "e", ExportOptions(("onnx",)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.keras"]

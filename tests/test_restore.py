@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -5,7 +7,7 @@ from PIL import Image
 from keras_resunet import io
 from keras_resunet.cli import main
 from keras_resunet.models import build_resunet
-from keras_resunet.restore import RestoreOptions, collect_inputs, restore_files
+from keras_resunet.restore import RestoreOptions, collect_inputs, restore_files, summarize
 from tests.conftest import smooth_image
 
 
@@ -129,7 +131,8 @@ def test_cli_exit_codes_and_one_line_errors(inputs, tiny_model, tmp_path, capsys
     )
     captured = capsys.readouterr()
     assert code == 1 and "2 of 7 inputs failed" in captured.err
-    assert "restored 5 of 7 inputs" in captured.out and "failed: " in captured.out
+    assert "restored 5, failed 2, skipped 0 of 7 inputs" in captured.out
+    assert "failed: " in captured.out
     assert (
         main(
             [
@@ -144,3 +147,173 @@ def test_cli_exit_codes_and_one_line_errors(inputs, tiny_model, tmp_path, capsys
         )
         == 0
     )
+
+
+def _mode(path):
+    return path.stat().st_mode & 0o777
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_outputs_get_the_permissions_of_normal_files(inputs, tmp_path, umask_022):
+    results = restore_files([inputs / "color.png"], tmp_path / "o", RestoreOptions(model="nlm"))
+    assert results[0].output is not None and _mode(results[0].output) == 0o644
+
+
+def test_orientation_colour_profile_and_exif_are_kept(tiny_model, tmp_path):
+    from PIL import ImageCms
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pixels = io.to_uint8(smooth_image(40, 64))  # stored sideways: 40 high, 64 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    exif[0x010F] = "TestCam"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pixels).save(folder / "side.jpg", exif=exif, icc_profile=icc, quality=95)
+    results = restore_files([folder], tmp_path / "o", RestoreOptions(model=str(tiny_model)))
+    assert results[0].error is None
+    with Image.open(tmp_path / "o" / "side.jpg") as out:
+        assert out.size == (40, 64)  # upright: as a viewer shows the input
+        assert out.info.get("icc_profile") == icc
+        saved = out.getexif()
+        assert saved.get(0x0112, 1) == 1 and saved.get(0x010F) == "TestCam"
+
+
+def test_unsupported_images_and_models_are_refused_by_name(inputs, tmp_path):
+    import keras
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    Image.fromarray(smooth_image(40, 40, channels=1)[..., 0]).save(folder / "float.tif")
+    pages = [Image.fromarray(io.to_uint8(smooth_image(40, 40, seed=i))) for i in range(2)]
+    pages[0].save(folder / "pages.tif", save_all=True, append_images=pages[1:])
+    results = restore_files([folder], tmp_path / "o", RestoreOptions(model="nlm"))
+    errors = {r.source.name: r.error for r in results}
+    assert "32-bit float" in errors["float.tif"] and "2 pages" in errors["pages.tif"]
+    assert not (tmp_path / "o" / "float.tif").exists()
+
+    inputs_ = keras.Input((None, None, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs_))
+    keras.Model(inputs_, keras.layers.Dense(10)(pooled)).save(tmp_path / "classifier.keras")
+    with pytest.raises(ValueError, match="not an image-to-image model"):
+        restore_files(
+            [inputs], tmp_path / "c", RestoreOptions(model=str(tmp_path / "classifier.keras"))
+        )
+    assert not (tmp_path / "c").exists()
+
+
+def test_an_image_over_the_pixel_limit_fails_alone(inputs, tmp_path, monkeypatch):
+    import keras_resunet.restore as restore_module
+
+    big = inputs.parent / "big"
+    big.mkdir()
+    Image.fromarray(io.to_uint8(smooth_image(200, 200))).save(big / "a_big.png")
+    Image.fromarray(io.to_uint8(smooth_image(40, 40))).save(big / "b_small.png")
+    monkeypatch.setattr(restore_module, "MAX_PIXELS", 20_000)
+    results = restore_files([big], tmp_path / "o", RestoreOptions(model="nlm"))
+    assert "too large" in results[0].error and results[1].error is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tile", "-5"], "--tile must be 0"),
+        (["--tile", "8", "--overlap", "0"], "at least 32"),
+        (["--tile", "64", "--overlap", "40"], "must exceed twice --overlap"),
+        (["--sigma", "nan"], "must be in [0, 1]"),
+        (["--sigma", "3"], "must be in [0, 1]"),
+    ],
+)
+def test_bad_arguments_fail_before_the_model_loads(
+    inputs, tmp_path, capsys, argv, message, monkeypatch
+):
+    from keras_resunet import inference
+
+    monkeypatch.setattr(inference, "load_denoiser", lambda *a, **k: pytest.fail("model loaded"))
+    with pytest.raises(SystemExit) as stop:
+        main(["denoise", str(inputs), "--output", str(tmp_path / "o"), *argv])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_noisy_demo_outputs_never_replace_each_other(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("x.png", "x_degraded.png"):
+        Image.fromarray(io.to_uint8(smooth_image(40, 40))).save(folder / name)
+    options = RestoreOptions(model="nlm", noisy_demo=True)
+    results = restore_files([folder], tmp_path / "o", options, log=lambda _: 0)
+    assert results[0].error is None and "would be lost" in results[1].error
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["x.png", "x_degraded.png"]
+
+
+def test_existing_outputs_are_reported_or_skipped(inputs, tmp_path):
+    out = tmp_path / "o"
+    restore_files([inputs / "color.png"], out, RestoreOptions(model="nlm"), log=lambda _: 0)
+    before = (out / "color.png").read_bytes()
+    lines = []
+    skipped = restore_files(
+        [inputs / "color.png"], out, RestoreOptions(model="nlm", skip_existing=True), lines.append
+    )
+    assert skipped[0].skipped and (out / "color.png").read_bytes() == before
+    assert "skipped 1" in summarize(skipped) and "skipped" in lines[0]
+    replaced = restore_files([inputs / "color.png"], out, RestoreOptions(model="nlm"), lines.append)
+    assert replaced[0].replaced and "replaced an existing file" in lines[-1]
+
+
+def test_ctrl_c_ends_with_a_summary_and_no_partial_file(inputs, tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def interrupted(path, image, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_save_file(path, image, **kwargs)
+
+    real_save_file = io.save_image_file
+    monkeypatch.setattr(io, "save_image_file", interrupted)
+    code = main(["denoise", str(inputs), "--output", str(tmp_path / "o"), "--model", "nlm"])
+    captured = capsys.readouterr()
+    assert code == 130 and "interrupted" in captured.err
+    assert "restored 1, failed" in captured.out
+    assert [p.name for p in (tmp_path / "o").iterdir()] == [calls[0].name]
+
+
+def test_sigterm_unwinds_and_removes_the_temporary_file(tmp_path):
+    from keras_resunet.cli import _terminate
+
+    with pytest.raises(SystemExit) as stop, io.atomic_write(tmp_path / "a.png") as temporary:
+        temporary.write_bytes(b"half")
+        _terminate(15, None)
+    assert stop.value.code == 143 and list(tmp_path.iterdir()) == []
+
+
+def test_a_noise_map_model_uses_the_given_or_the_estimated_sigma(tmp_path):
+    from keras_resunet.models import build_resunet
+
+    build_resunet(base_filters=4, depth=2, noise_level_map=True).save(tmp_path / "nm.keras")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    clean = smooth_image(64, 64)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.08, clean.shape), 0, 1)
+    Image.fromarray(io.to_uint8(noisy)).save(folder / "n.png")
+    options = RestoreOptions(model=str(tmp_path / "nm.keras"))
+    estimated = restore_files([folder], tmp_path / "a", options, log=lambda _: 0)[0]
+    assert estimated.sigma_estimated and 0.06 < estimated.sigma < 0.1
+    options = RestoreOptions(model=str(tmp_path / "nm.keras"), sigma=0.03)
+    given = restore_files([folder], tmp_path / "b", options, log=lambda _: 0)[0]
+    assert given.sigma == 0.03 and not given.sigma_estimated
+
+
+def test_a_fixed_level_model_says_it_ignores_sigma(inputs, tiny_model, tmp_path):
+    lines = []
+    options = RestoreOptions(model=str(tiny_model), sigma=0.05)
+    results = restore_files([inputs / "color.png"], tmp_path / "o", options, lines.append)
+    assert results[0].error is None and results[0].sigma is None
+    assert "no noise-level input" in lines[0]

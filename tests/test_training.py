@@ -502,3 +502,111 @@ def test_one_device_trains_without_mirroring():
     strategy = make_strategy()
     assert strategy is tf.distribute.get_strategy()
     assert not isinstance(strategy, tf.distribute.MirroredStrategy)
+
+
+def test_bad_config_input_is_refused_before_the_run_folder_is_touched(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: resunet\nsteps: [1,\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        TrainConfig.from_yaml(path)
+    with pytest.raises(ValueError, match=r"\['foo'\] are not arguments of resunet"):
+        tiny_config(model_args={"foo": 1})
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="model_args"):
+        train(tiny_config(model_args={**TINY, "depth": "deep"}), out, images=IMAGES)
+    assert not (out / "config.json").exists() and not (out / "run.json").exists()
+    # the same command with a good config then starts a fresh run
+    train(tiny_config(steps=10), out, images=IMAGES, log=lambda _: 0)
+    assert json.loads((out / "progress.json").read_text())["steps"] == 10
+
+
+def test_a_short_steps_override_checkpoints_at_a_divisor(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: resunet\nsteps: 1000\ncheckpoint_every: 250\n")
+    config = TrainConfig.from_yaml(path, overrides=["steps=20"])
+    assert (config.steps, config.checkpoint_every) == (20, 10)
+    with pytest.raises(ValueError, match="multiple of `checkpoint_every`"):
+        TrainConfig.from_yaml(path, overrides=["steps=20", "checkpoint_every=250"])
+
+
+def test_resume_accepts_another_spelling_of_the_same_data_root(tmp_path):
+    from keras_resunet.cli import main
+
+    data = tmp_path / "data" / "train"
+    data.mkdir(parents=True)
+    for index, image in enumerate(IMAGES):
+        keras.utils.save_img(data / f"{index}.png", image)
+    (tmp_path / "alias").symlink_to(tmp_path / "data")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: resunet\nmodel_args: {base_filters: 4, depth: 2}\ntrain_data: train\n"
+        "patch_size: 16\nbatch_size: 4\nsteps: 10\ncheckpoint_every: 10\n"
+    )
+    out = str(tmp_path / "run")
+    args = ["train", "--config", str(config), "--out", out]
+    assert main([*args, "--data-root", str(tmp_path / "data")]) == 0
+    assert (
+        main([*args, "--data-root", str(tmp_path / "alias"), "--resume", "--set", "steps=20"]) == 0
+    )
+    assert json.loads((tmp_path / "run" / "progress.json").read_text())["steps"] == 20
+
+
+def test_noise_map_run_warm_starts_from_a_plain_model_and_learns(tmp_path):
+    from keras_resunet.denoisers import KerasDenoiser
+    from keras_resunet.models import build_resunet
+
+    keras.utils.set_random_seed(5)
+    source = build_resunet(**TINY)
+    source.save(tmp_path / "plain.keras")
+    config = tiny_config(
+        model_args={**TINY, "noise_level_map": True},
+        sigma_range=(0.0, 0.3),
+        clip_fraction=0.5,
+        init_from=str(tmp_path / "plain.keras"),
+        steps=10,
+    )
+    lines = []
+    train(config, tmp_path / "run", images=IMAGES, log=lines.append)
+    assert any("starting" in line and "plain.keras" in line for line in lines)
+    trained = KerasDenoiser(keras.models.load_model(tmp_path / "run" / "model.keras"))
+    assert trained.takes_sigma and not KerasDenoiser(source).takes_sigma
+    # more steps resume from the checkpoint (init_from is not applied twice) and lower the loss
+    lines.clear()
+    train(
+        TrainConfig(**{**config.to_dict(), "steps": 60, "sigma_range": (0.0, 0.3)}),
+        tmp_path / "run",
+        images=IMAGES,
+        log=lines.append,
+    )
+    assert any("resuming" in line for line in lines)
+    assert not any("starting" in line for line in lines)
+    with open(tmp_path / "run" / "log.csv") as handle:
+        losses = [float(row.split(",")[1]) for row in list(handle)[1:]]
+    assert losses[-1] < losses[0]
+
+
+def test_warm_start_adds_a_noise_map_channel_that_changes_nothing_at_first(tmp_path):
+    from keras_resunet.denoisers import KerasDenoiser
+    from keras_resunet.models import build_resunet
+    from keras_resunet.training import warm_start
+
+    source = build_resunet(**TINY)
+    source.save(tmp_path / "plain.keras")
+    model = build_resunet(**TINY, noise_level_map=True)
+    warm_start(model, tmp_path / "plain.keras")
+    noisy = np.random.default_rng(0).random((2, 24, 40, 3), dtype=np.float32)
+    for sigma in (0.0, 0.2):
+        np.testing.assert_allclose(
+            KerasDenoiser(model, sigma=sigma)(noisy), KerasDenoiser(source)(noisy), atol=1e-6
+        )
+
+
+def test_warm_start_refuses_a_different_model(tmp_path):
+    from keras_resunet.models import build_resunet, build_unet
+    from keras_resunet.training import warm_start
+
+    build_unet(**TINY).save(tmp_path / "unet.keras")
+    with pytest.raises(TrainingError, match="not the same model"):
+        warm_start(build_resunet(**TINY), tmp_path / "unet.keras")
+    with pytest.raises(TrainingError, match="not found"):
+        warm_start(build_resunet(**TINY), tmp_path / "missing.keras")

@@ -4,7 +4,9 @@ Every artifact is verified in its real runtime before the export is kept: float3
 match Keras within `FLOAT_TOLERANCE` (max abs difference) on random inputs of several sizes and on
 real images, or the export fails; quantized artifacts report their PSNR change on test images.
 Everything is written to a temporary folder that is renamed into place at the end, so a failed
-export leaves nothing behind.
+export leaves nothing behind. An existing output folder is replaced only when it is an earlier
+export (it holds `export_report.json` and nothing the report does not list) and `overwrite` is
+set; anything else (a folder with other files, the current folder or one above it) is refused.
 
 TFLite files contain builtin ops only (no Flex / SELECT_TF_OPS), so they run on mobile runtimes
 without the Flex delegate. ONNX goes through Keras' own `model.export(format="onnx")` (tf2onnx's
@@ -13,6 +15,7 @@ without the Flex delegate. ONNX goes through Keras' own `model.export(format="on
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -44,7 +47,7 @@ class ExportOptions:
         quantizations: subset of QUANTIZATIONS; they apply to TFLite ("none" = float32).
         fixed_size: optional (height, width) for TFLite, for delegates that need static shapes
             (batch 1); SavedModel and ONNX stay dynamic.
-        overwrite: replace an existing output folder.
+        overwrite: replace an existing output folder that holds an earlier export.
         sigma: noise level used to make the degraded check images for the PSNR report.
     """
 
@@ -87,28 +90,27 @@ def parse_size(text):
     return height, width
 
 
-def load_keras_model(path):
-    """Loads a `.keras` file, with errors that say what is wrong with it."""
-    import keras
+def load_keras_model(spec):
+    """Loads a restoration model to export: a `.keras` path or a shipped model name.
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Model file not found: {path}")
-    if path.suffix != ".keras":
-        raise ValueError(f"Expected a Keras model file ending in .keras. Received: {path}")
-    try:
-        import keras_resunet.models  # noqa: F401  registers the custom layers
+    Raises:
+        FileNotFoundError: no such file or shipped model.
+        ValueError: not a loadable Keras model, or not an image-to-image restoration model.
+    """
+    from keras_resunet import pretrained
+    from keras_resunet.denoisers import KerasDenoiser, load_model
 
-        return keras.models.load_model(path, compile=False)
-    except Exception as error:  # Keras raises several unrelated types for a corrupt archive
-        raise ValueError(f"{path} is not a loadable Keras model: {error}") from error
+    model = load_model(pretrained.resolve(spec))
+    KerasDenoiser(model)  # refuses classifiers and other models that are not image to image
+    return model
 
 
 def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), log=print):
     """Exports, verifies and describes every requested artifact.
 
     Args:
-        model_path: a `.keras` model file (image in, image out, NHWC in [0, 1]).
+        model_path: a `.keras` model file or a shipped model name (image in, image out, NHWC
+            in [0, 1]).
         out_dir: folder to create with the artifacts and their JSON sidecars.
         options: `ExportOptions`.
         check_images: clean float32 (H, W, C) images in [0, 1] for the real-image checks, the
@@ -123,17 +125,20 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
         FileExistsError: `out_dir` exists and `options.overwrite` is False.
         ExportError: a conversion failed or a float32 artifact missed parity.
     """
+    from keras_resunet import pretrained
+
     out_dir = Path(out_dir)
-    if out_dir.exists() and not options.overwrite:
-        raise FileExistsError(f"Output folder exists: {out_dir} (pass --overwrite to replace it)")
+    model_path = pretrained.resolve(model_path)
+    _check_output_folder(out_dir, options.overwrite, model_path)
     if "int8" in options.quantizations and "tflite" in options.formats and not check_images:
         raise ValueError("int8 quantization needs representative images (check_images)")
     model = load_keras_model(model_path)
     channels = model.input_shape[-1]
-    check_images = [image for image in check_images if image.shape[-1] == channels]
+    check_images = [image for image in check_images if image.shape[-1] == model.output_shape[-1]]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        make_readable(scratch)
         artifacts = _write_artifacts(model, scratch, options, check_images, log)
         reference = _Reference(model, check_images, options.sigma)
         for artifact in artifacts:
@@ -150,18 +155,93 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
             sidecar = {
                 **{k: v for k, v in report.items() if k != "artifacts"},
                 **asdict(artifact),
-                "input": _input_spec(artifact, channels, options),
+                "input": _input_spec(artifact, channels, options, _takes_noise_map(model)),
                 "output": "restored image, same shape as the input, float32, [0, 1] nominal",
             }
             (scratch / f"{artifact.path}.json").write_text(json.dumps(sidecar, indent=2))
-        (scratch / "export_report.json").write_text(json.dumps(report, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        scratch.rename(out_dir)
+        (scratch / REPORT).write_text(json.dumps(report, indent=2))
+        _move_into_place(scratch, out_dir)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return report
+
+
+REPORT = "export_report.json"
+
+
+def _check_output_folder(out_dir, overwrite, model_path):
+    """Refuses an output folder whose replacement could destroy what this tool did not write.
+
+    Raises:
+        FileExistsError: `out_dir` is not empty and is not an earlier export to be overwritten.
+        ValueError: `out_dir` is the current folder, one above it, or holds the model.
+    """
+    resolved = out_dir.resolve()
+    protected = [Path.cwd().resolve(), Path(model_path).resolve(), Path.home().resolve()]
+    if any(resolved == p or resolved in p.parents for p in protected):
+        raise ValueError(
+            f"Refusing to export into {out_dir}: it is the current folder, a folder above it, "
+            "the home folder or holds the model. Name a new folder, e.g. --out exported/"
+        )
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if not out_dir.is_dir() or out_dir.is_symlink():
+        raise FileExistsError(f"Output path exists and is not a folder: {out_dir}")
+    entries = {entry.name for entry in out_dir.iterdir()}
+    if not entries:
+        return
+    if REPORT not in entries:
+        raise FileExistsError(
+            f"Output folder {out_dir} exists and is not an export (no {REPORT}): "
+            "name a new folder; its files are left untouched"
+        )
+    foreign = sorted(entries - _export_names(out_dir / REPORT))
+    if foreign:
+        raise FileExistsError(
+            f"Output folder {out_dir} holds files that are not part of its export "
+            f"({', '.join(foreign[:5])}): name a new folder; nothing was changed"
+        )
+    if not overwrite:
+        raise FileExistsError(
+            f"Output folder {out_dir} holds an earlier export (pass --overwrite to replace it)"
+        )
+
+
+def _export_names(report_path):
+    """The top-level names an export writes, as listed by its report."""
+    try:
+        report = json.loads(report_path.read_text())
+        paths = [artifact["path"] for artifact in report["artifacts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {REPORT}
+    return {REPORT, *paths, *(f"{path}.json" for path in paths)}
+
+
+def _move_into_place(scratch, out_dir):
+    """Renames the finished export to `out_dir`; an earlier export there is moved aside first and
+    removed only once the new one is in place."""
+    previous = None
+    if out_dir.exists():
+        previous = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        previous.rmdir()
+        out_dir.rename(previous)
+    try:
+        scratch.rename(out_dir)
+    except BaseException:
+        if previous is not None:
+            previous.rename(out_dir)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous)
+
+
+def make_readable(folder):
+    """Gives a folder made by `tempfile.mkdtemp` (mode 0700) the permissions of a folder made
+    normally under the current umask."""
+    from keras_resunet.io import current_umask
+
+    os.chmod(folder, 0o777 & ~current_umask())
 
 
 def _write_artifacts(model, folder, options, check_images, log):
@@ -189,7 +269,9 @@ def _write_artifacts(model, folder, options, check_images, log):
             for quantization in options.quantizations:
                 name = f"model_{'float32' if quantization == 'none' else quantization}.tflite"
                 log(f"converting TFLite ({quantization}) ...")
-                data = _convert_tflite(source, quantization, check_images, spec)
+                data = _convert_tflite(
+                    source, quantization, check_images, spec, _takes_noise_map(model)
+                )
                 (folder / name).write_bytes(data)
                 artifacts.append(Artifact(name, "tflite", quantization))
     if "onnx" in options.formats:
@@ -208,7 +290,19 @@ def _write_artifacts(model, folder, options, check_images, log):
     return artifacts
 
 
-def _convert_tflite(saved_model_dir, quantization, check_images, spec):
+def _takes_noise_map(model):
+    return model.input_shape[-1] == model.output_shape[-1] + 1
+
+
+def _model_input(degraded, sigma, noise_map):
+    """`degraded` (H, W, C) as the model's input: with a noise-level channel when it takes one."""
+    if not noise_map:
+        return degraded
+    level = np.full((*degraded.shape[:-1], 1), sigma, np.float32)
+    return np.concatenate([degraded, level], axis=-1)
+
+
+def _convert_tflite(saved_model_dir, quantization, check_images, spec, noise_map):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -220,15 +314,16 @@ def _convert_tflite(saved_model_dir, quantization, check_images, spec):
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = _representative(check_images, spec)
+        converter.representative_dataset = _representative(check_images, spec, noise_map)
     try:
         return converter.convert()
     except Exception as error:
         raise ExportError(f"TFLite conversion ({quantization}) failed: {error}") from error
 
 
-def _representative(images, spec, count=64, size=64):
-    """Calibration samples: seeded crops of the check images (the fixed size when there is one)."""
+def _representative(images, spec, noise_map, count=64, size=64):
+    """Calibration samples: seeded crops of the check images (the fixed size when there is one),
+    noisy at sigma 0.1, or at levels across 0-75/255 for a noise-level-map model."""
     height, width = (spec.shape[1], spec.shape[2]) if spec.shape[1] else (size, size)
 
     def generate():
@@ -240,8 +335,9 @@ def _representative(images, spec, count=64, size=64):
             top = rng.integers(0, image.shape[0] - height + 1)
             left = rng.integers(0, image.shape[1] - width + 1)
             crop = image[top : top + height, left : left + width]
-            noisy = crop + rng.normal(0, 0.1, crop.shape).astype(np.float32)
-            yield [noisy[None].astype(np.float32)]
+            sigma = rng.uniform(0, 75 / 255) if noise_map else 0.1
+            noisy = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
+            yield [_model_input(noisy, sigma, noise_map)[None].astype(np.float32)]
 
     return generate
 
@@ -253,9 +349,10 @@ class _Reference:
         self.model = model
         rng = np.random.default_rng(0)
         self.clean = [image[:256, :256] for image in check_images[:4]]
-        self.degraded = [
+        degraded = [
             image + rng.normal(0, sigma, image.shape).astype(np.float32) for image in self.clean
         ]
+        self.degraded = [_model_input(d, sigma, _takes_noise_map(model)) for d in degraded]
         self.cache = {}
 
     def keras(self, batch):
@@ -319,12 +416,15 @@ def _verify(artifact, folder, reference, options, log):
     return checks
 
 
-def _input_spec(artifact, channels, options):
+def _input_spec(artifact, channels, options, noise_map):
     if artifact.format == "tflite" and options.fixed_size:
         shape = [1, *options.fixed_size, channels]
     else:
         shape = [-1, -1, -1, channels]
-    return {"shape": shape, "layout": "NHWC", "dtype": "float32", "range": [0.0, 1.0]}
+    spec = {"shape": shape, "layout": "NHWC", "dtype": "float32", "range": [0.0, 1.0]}
+    if noise_map:
+        spec["channels"] = "image, then a constant noise-level map (sigma on the [0, 1] scale)"
+    return spec
 
 
 def _sha256(path):

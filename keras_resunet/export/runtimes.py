@@ -22,7 +22,7 @@ class Runner:
         return self._run(np.ascontiguousarray(batch, dtype=np.float32))
 
     def _load_keras(self):
-        from keras_resunet.inference import load_model
+        from keras_resunet.denoisers import load_model
 
         model = load_model(self.path)
         return lambda batch: model.predict(batch, verbose=0)

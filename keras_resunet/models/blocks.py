@@ -6,7 +6,7 @@ creates, so weights load by name and exported graphs stay readable.
 
 import keras
 
-from keras_resunet.models.layers import CropToMatch, PadToMultiple, Upsample2x
+from keras_resunet.models.layers import CropToMatch, ImageChannels, PadToMultiple, Upsample2x
 
 NORMALIZATIONS = (None, "batch", "group", "layer")
 UPSAMPLINGS = ("bilinear", "nearest", "transpose")
@@ -106,12 +106,25 @@ def apply_decoder_block(
 
 def apply_head(inputs, features, out_channels, global_residual, name):
     """Crops the decoder output back to the input size, projects to the output channels and
-    adds the input when the model predicts a residual."""
+    adds the input image (without a noise-level map channel) when the model predicts a
+    residual."""
     x = keras.layers.Conv2D(out_channels, 3, padding="same", name=f"{name}_out_conv")(features)
     x = CropToMatch(name=f"{name}_crop")([x, inputs])
     if global_residual:
-        x = keras.layers.Add(name=f"{name}_global_residual")([x, inputs])
+        image = inputs
+        if inputs.shape[-1] != out_channels:
+            image = ImageChannels(out_channels, name=f"{name}_image")(inputs)
+        x = keras.layers.Add(name=f"{name}_global_residual")([x, image])
     return x
+
+
+def image_input(in_channels, noise_level_map):
+    """The model input: the image, plus one channel holding the noise level (sigma on the
+    [0, 1] scale, constant over the image) when `noise_level_map` (FFDNet's convention)."""
+    if not isinstance(noise_level_map, bool):
+        raise ValueError(f"`noise_level_map` must be a bool. Received: {noise_level_map!r}")  # noqa: TRY004
+    channels = in_channels + int(noise_level_map)
+    return keras.Input(shape=(None, None, channels), name="image")
 
 
 def pad_input(inputs, depth, name):

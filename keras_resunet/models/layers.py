@@ -143,3 +143,22 @@ class Upsample2x(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "interpolation": self.interpolation}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ImageChannels(keras.layers.Layer):
+    """The first `channels` channels of an NHWC tensor: the image part of an input that also
+    carries a noise-level map, which the global residual must not add to the output."""
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+
+    def call(self, x):
+        return x[..., : self.channels]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}

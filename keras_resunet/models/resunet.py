@@ -22,6 +22,7 @@ def build_resunet(
     skip_join="add",
     normalization=None,
     global_residual=True,
+    noise_level_map=False,
     name="resunet",
 ):
     """Builds the poster's ResUNet.
@@ -49,6 +50,9 @@ def build_resunet(
         upsampling: "bilinear" (default), "nearest" or "transpose".
         skip_join: "add" (default) or "concat".
         normalization: None (default), "batch", "group" or "layer".
+        noise_level_map: bool, take one extra input channel holding the noise level sigma
+            (constant map, [0, 1] scale) after the image channels; the output has the
+            image's channels. Default False.
         global_residual: bool, add the input to the output. Default True.
         name: model name.
 
@@ -78,7 +82,7 @@ def build_resunet(
     for arg, value in (("blocks_per_level", blocks_per_level), ("bottleneck", bottleneck)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"`{arg}` must be an int >= 1. Received: {arg}={value!r}")
-    inputs = keras.Input(shape=(None, None, in_channels), name="image")
+    inputs = blocks.image_input(in_channels, noise_level_map)
     x = blocks.pad_input(inputs, depth, name)
     x = blocks.apply_conv(x, filters[0], f"{name}_stem", normalization=normalization)
     skips = []

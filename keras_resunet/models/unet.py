@@ -20,6 +20,7 @@ def build_unet(
     skip_join="concat",
     normalization=None,
     global_residual=True,
+    noise_level_map=False,
     name="unet",
 ):
     """Builds the poster's UNet: 3x3 conv + 4x4 stride-2 conv per down level, concat skips.
@@ -40,6 +41,9 @@ def build_unet(
         upsampling: "bilinear" (default), "nearest" or "transpose".
         skip_join: "concat" (default) or "add".
         normalization: None (default), "batch", "group" or "layer".
+        noise_level_map: bool, take one extra input channel holding the noise level sigma
+            (constant map, [0, 1] scale) after the image channels; the output has the
+            image's channels. Default False.
         global_residual: bool, add the input to the output (predict the residual). Default True.
         name: model name.
 
@@ -67,7 +71,7 @@ def build_unet(
         normalization=normalization,
         global_residual=global_residual,
     )
-    inputs = keras.Input(shape=(None, None, in_channels), name="image")
+    inputs = blocks.image_input(in_channels, noise_level_map)
     x = blocks.pad_input(inputs, depth, name)
     skips = []
     for level in range(depth):
