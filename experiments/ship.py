@@ -25,11 +25,14 @@ def main(argv=None):
     if args.results != "results":
         command += f" --results {args.results}"
     task = pretrained.PRETRAINED[args.name].task
-    records = [
-        r
-        for r in results.load_records(Path(args.results) / task / "summary.json")
-        if r.notes.get("run") == str(Path(args.run))
-    ]
+    if pretrained.PRETRAINED[args.name].sigma is None:
+        records = noise_level_records(Path(args.results) / "noise_levels" / "summary.json")
+    else:
+        records = [
+            r
+            for r in results.load_records(Path(args.results) / task / "summary.json")
+            if r.notes.get("run") == str(Path(args.run))
+        ]
     try:
         path = pretrained.ship(args.run, args.name, records, command, args.note)
     except (ValueError, OSError) as error:
@@ -37,6 +40,36 @@ def main(argv=None):
         return 1
     print(f"shipped {path} and {path.with_suffix('.md')}")
     return 0
+
+
+IMAGES = {"CBSD68": 68, "BSDS300": 100}
+
+
+def noise_level_records(path, sigmas=(15, 25, 50)):
+    """Records of a noise-level-map model from `python -m experiments.noise_levels`' summary:
+    one per test set and noise level (known sigma)."""
+    import json
+
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text())
+    rows = summary["known_sigma"]["noise_map"]
+    return [
+        results.Record(
+            method="resunet_noise_map",
+            task="denoise",
+            dataset=f"{dataset}, sigma {sigma}/255",
+            sigma=sigma / 255,
+            n_images=IMAGES[dataset],
+            psnr=rows[f"{dataset}@{sigma}"]["psnr"],
+            ssim=rows[f"{dataset}@{sigma}"]["ssim"],
+            machine=summary["machine"],
+            command=summary["command"],
+        )
+        for dataset in IMAGES
+        for sigma in sigmas
+        if f"{dataset}@{sigma}" in rows
+    ]
 
 
 if __name__ == "__main__":

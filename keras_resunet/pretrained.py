@@ -12,12 +12,16 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Pretrained:
-    """A shipped model: its file name in the models folder, and what it restores."""
+    """A shipped model: its file name in the models folder, and what it restores.
+
+    `sigma` is the one noise level it was trained for, or None for a noise-level-map model,
+    which restores the level it is given (or that `resunet denoise` estimates).
+    """
 
     filename: str
     model: str
     task: str
-    sigma: float
+    sigma: float | None
     description: str
 
 
@@ -48,6 +52,13 @@ PRETRAINED = {
     ),
     "unet-denoise": Pretrained(
         "unet-denoise.keras", "unet", "denoise", 0.1, "UNet, RGB, Gaussian noise sigma 0.1"
+    ),
+    "resunet-noise-map": Pretrained(
+        "resunet-noise-map.keras",
+        "resunet",
+        "denoise",
+        None,
+        "ResUNet with a noise-level-map input, RGB, Gaussian noise of any sigma in [0, 75/255]",
     ),
 }
 
@@ -124,7 +135,8 @@ def ship(run_dir, name, records, command, note=""):
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     expected = PRETRAINED[name]
-    found = (config["model"], config["task"], config["sigma"])
+    noise_map = bool(config.get("model_args", {}).get("noise_level_map", False))
+    found = (config["model"], config["task"], None if noise_map else config["sigma"])
     if found != (expected.model, expected.task, expected.sigma):
         raise ValueError(f"{run_dir} trained {found} (model, task, sigma), not {name}")
     records = [r for r in records if r.status == "ok"]
@@ -135,7 +147,8 @@ def ship(run_dir, name, records, command, note=""):
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target) as temporary:
         model.save(temporary)
-    progress = json.loads((run_dir / "progress.json").read_text())
+    progress = training_budget(run_dir, config)
+    write_text_atomically(target.with_suffix(".json"), json.dumps(progress, indent=2) + "\n")
     provenance = json.loads((run_dir / "run.json").read_text())
     note = f"\n{note.strip()}\n" if note else ""
     blur = ""
@@ -143,7 +156,10 @@ def ship(run_dir, name, records, command, note=""):
     # weights are float32 in every shipped file; only the training arithmetic differs
     trained_in = "" if precision == "float32" else f", {precision} training (float32 weights)"
     if config["task"] != "denoise":
-        blur = f", after a {config['kernel']} blur (7x7, sigma 1.6, circular convolution)"
+        from keras_resunet.degradations import make_kernel
+
+        height, width = make_kernel(config["kernel"]).shape
+        blur = f", after a {config['kernel']} blur ({height}x{width}, circular convolution)"
     # a run can be evaluated both plainly and through the self-ensemble: say which row is which
     records = sorted(records, key=lambda r: "self_ensemble" in r.notes)
     rows = "\n".join(
@@ -153,19 +169,36 @@ def ship(run_dir, name, records, command, note=""):
         for r in records
     )
     clipped = "inputs clipped to [0, 1]" if config.get("clip") else "not clipped"
+    if config.get("clip_fraction"):
+        share = f"{config['clip_fraction']:.0%}"
+        clipped = f"{share} of the inputs clipped to [0, 1] and rounded to 8 bits"
+    noise = f"Gaussian noise sigma {config['sigma']} on [0, 1] images"
+    if noise_map:
+        low, high = config["sigma_range"]
+        noise = (
+            f"Gaussian noise of sigma {low * 255:.0f}-{high * 255:.0f}/255 on [0, 1] images, "
+            "the sigma given as a constant extra input channel"
+        )
+    warm = ""
+    if progress.get("init_from"):
+        warm = (
+            f"\n  (of which {progress['init_steps']:,} steps, "
+            f"{progress['init_seconds'] / 60:.0f} min, were the training of `{progress['init_from']}`"
+            ", whose weights started this run)"
+        )
     card = f"""# {name}
 
 {PRETRAINED[name].description}. File: `{target.name}` (Keras 3 format, {model.count_params():,}
 parameters, no optimizer state). Load with `keras_resunet.inference.load_model` or use by name:
 `resunet denoise --model {name} ...`.
 
-- Task: {config["task"]}, Gaussian noise sigma {config["sigma"]} on [0, 1] images ({clipped}){blur}
+- Task: {config["task"]}, {noise} ({clipped}){blur}
 - Training data: {config["train_data"]} ({config["patch_size"]}x{config["patch_size"]} random
   patches with flips/rotations, degraded on the fly)
 - Budget: {progress["steps"]:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
   ({config["lr_schedule"]}){trained_in}, {progress["train_seconds"] / 60:.0f} min of training on
-  {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend
-- Trained by: `{provenance["command"]}` (commit {provenance["git_commit"]}); config in
+  {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend{warm}
+- Trained by: `{provenance["command"]}`; config in
   `{run_dir / "config.json"}` when the run folder is present, and in `experiments/configs/`.
 
 Measured (seeded evaluation noise, output clipped, mean over images; `{records[0].command}`):
@@ -178,3 +211,26 @@ Shipped by `{command}`.
 {note}"""
     write_text_atomically(target.with_suffix(".md"), card)
     return target
+
+
+def training_budget(run_dir, config):
+    """Steps and training seconds behind a run's model, counting those of the shipped model it
+    was warm-started from (`init_from`, whose `<name>.json` says what it took)."""
+    import json
+
+    progress = json.loads((Path(run_dir) / "progress.json").read_text())
+    budget = {"steps": progress["steps"], "train_seconds": progress["train_seconds"]}
+    source = config.get("init_from")
+    if source:
+        record = Path(source).with_suffix(".json")
+        if not record.is_file():
+            raise ValueError(f"{record} is missing: the budget of `init_from` {source} is unknown")
+        prior = json.loads(record.read_text())
+        budget = {
+            "steps": budget["steps"] + prior["steps"],
+            "train_seconds": round(budget["train_seconds"] + prior["train_seconds"], 1),
+            "init_from": Path(source).stem,
+            "init_steps": prior["steps"],
+            "init_seconds": prior["train_seconds"],
+        }
+    return budget

@@ -9,6 +9,7 @@ command, git commit, machine, time.
 import json
 import os
 import platform
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -210,7 +211,8 @@ def write_readme(path, records, task, intro, title=None):
     """Writes the results README: a title (default: the task), `intro` (how it was made), then
     the table."""
     commands = sorted({r.command for r in records if r.command})
-    machines = sorted({r.machine for r in records if r.machine})
+    # the operating system's release string identifies a virtual machine, not its speed
+    machines = sorted({re.sub(r", Linux [^,]*", "", r.machine) for r in records if r.machine})
     text = [
         f"# Results: {title or task.replace('_', ' + ')}",
         "",

@@ -245,7 +245,7 @@ class _Checkpointer(keras.callbacks.Callback):
     """Saves model + optimizer after every chunk when the loss is finite; stops on NaN/Inf.
 
     Beside each checkpoint, progress.json keeps the steps done and the training seconds spent
-    over every session of the run (a resumed run adds to them).
+    over every process that trained the run (a resumed run adds to them).
     """
 
     def __init__(self, manager, steps_per_chunk, progress_path):
@@ -656,6 +656,7 @@ def _check_or_write_config(config, out_dir):
     after a run started count as their defaults."""
     path = out_dir / "config.json"
     resolved = json.loads(json.dumps(config.to_dict()))
+    resolved["precision"] = resolve_precision(resolved["precision"])  # what this run trains in
     if path.is_file():
         defaults = json.loads(json.dumps(TrainConfig().to_dict()))
         previous = {**defaults, **json.loads(path.read_text())}

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -12,6 +13,10 @@ from tests.conftest import smooth_image
 
 @pytest.fixture
 def data_root(tmp_path):
+    return _make_data_root(tmp_path)
+
+
+def _make_data_root(tmp_path):
     """A miniature data root in the layout of ../shared/datasets."""
     root = tmp_path / "data"
     folders = (
@@ -32,27 +37,29 @@ def data_root(tmp_path):
     return root
 
 
-def test_quick_reproduction_writes_summary_table_and_figure(
-    data_root, tmp_path, monkeypatch, capsys
-):
-    monkeypatch.setattr(
-        experiment,
-        "perceptual_weights_problem",
-        lambda config: "not run: no weights (test)" if config.beta else None,
-    )
+@pytest.fixture(scope="module")
+def quick_denoise(tmp_path_factory):
+    """The quick denoise reproduction, run once for the tests below: (data root, runs, results)."""
+    tmp_path = tmp_path_factory.mktemp("quick")
+    root = _make_data_root(tmp_path)
     runs, out = tmp_path / "runs", tmp_path / "results"
-    argv = [
-        "--task",
-        "denoise",
-        "--quick",
-        "--data-root",
-        str(data_root),
-        "--runs",
-        str(runs),
-        "--results",
-        str(out),
-    ]
-    assert reproduce.main(argv) == 0
+    argv = ["--task", "denoise", "--quick", "--data-root", str(root), "--runs", str(runs)]
+    argv += ["--results", str(out)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            experiment,
+            "perceptual_weights_problem",
+            lambda config: "not run: no weights (test)" if config.beta else None,
+        )
+        assert reproduce.main(argv) == 0
+    return root, runs, out, argv
+
+
+def test_quick_reproduction_records_what_an_independent_evaluation_measures(quick_denoise):
+    from keras_resunet import degradations, evaluation
+    from keras_resunet.inference import load_model
+
+    root, runs, out, _ = quick_denoise
     records = json.loads((out / "denoise" / "summary.json").read_text())
     by_key = {(r["method"], r["dataset"]): r for r in records}
     assert set(by_key) == {
@@ -62,9 +69,20 @@ def test_quick_reproduction_writes_summary_table_and_figure(
     }
     resunet = by_key[("resunet", "BSDS300")]
     assert resunet["n_images"] == 2 and resunet["train_steps"] == 20 and resunet["commit"] != ""
-    assert 5 < resunet["psnr"] < 60 and by_key[("resunet_perceptual", "CBSD68")]["psnr"] is None
+    assert by_key[("resunet_perceptual", "CBSD68")]["psnr"] is None
+    images, _ = experiment.load_test_set("BSDS300", root)
+    model = load_model(runs / "quick" / "resunet_denoise_poster" / "model.keras")
+    again = evaluation.evaluate_model(model, images, degradations.GaussianNoise(0.1), seed=0)
+    assert resunet["psnr"] == pytest.approx(again["psnr"], abs=1e-4)
+    assert by_key[("degraded input", "BSDS300")]["psnr"] == pytest.approx(
+        again["psnr_degraded"], abs=1e-4
+    )
     assert "| unet |" in (out / "denoise" / "README.md").read_text()
     assert (out / "denoise" / "figure.png").is_file()
+
+
+def test_a_missing_run_keeps_its_rows_and_figure(quick_denoise, tmp_path, capsys):
+    _, runs, out, argv = quick_denoise
     # a second call reloads the finished runs instead of training again
     assert reproduce.main(argv + ["--skip-training"]) == 0
     progress = json.loads((runs / "quick" / "resunet_denoise_poster" / "progress.json").read_text())
@@ -74,27 +92,38 @@ def test_quick_reproduction_writes_summary_table_and_figure(
     figure = (out / "denoise" / "figure.png").read_bytes()
     shutil.move(runs / "quick" / "unet_denoise_poster", tmp_path / "unet_elsewhere")
     capsys.readouterr()
-    assert reproduce.main(argv + ["--skip-training", "--methods", "resunet"]) == 0
-    assert "no finished run of unet on this machine" in capsys.readouterr().out
-    assert (out / "denoise" / "figure.png").read_bytes() == figure
-    assert "| unet |" in (out / "denoise" / "README.md").read_text()
+    try:
+        assert reproduce.main(argv + ["--skip-training", "--methods", "resunet"]) == 0
+        assert "no finished run of unet on this machine" in capsys.readouterr().out
+        assert (out / "denoise" / "figure.png").read_bytes() == figure
+        assert "| unet |" in (out / "denoise" / "README.md").read_text()
+    finally:
+        shutil.move(tmp_path / "unet_elsewhere", runs / "quick" / "unet_denoise_poster")
 
-    # ship it: the model loads by name and its card carries the measured numbers
+
+def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
+    quick_denoise, tmp_path, monkeypatch
+):
     from experiments import ship
+    from keras_resunet import pretrained, results
     from keras_resunet.inference import load_denoiser
 
+    _, runs, out, _ = quick_denoise
+    records = json.loads((out / "denoise" / "summary.json").read_text())
+    resunet = next(r for r in records if (r["method"], r["dataset"]) == ("resunet", "BSDS300"))
     monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path / "models"))
     run = str(runs / "quick" / "resunet_denoise_poster")
     assert ship.main(["--run", run, "--name", "unet-denoise", "--results", str(out)]) == 1
     assert ship.main(["--run", run, "--name", "resunet-denoise", "--results", str(out)]) == 0
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert f"| BSDS300 | 2 | one pass | {resunet['psnr']:.2f} |" in card and "20 steps" in card
-    assert "Keras tensorflow backend" in card and "float32 weights" not in card
+    trained_in = json.loads((Path(run) / "config.json").read_text())["precision"]
+    assert trained_in in ("float32", "mixed_bfloat16")  # "auto", resolved for this machine
+    assert "Keras tensorflow backend" in card
+    assert ("float32 weights" in card) == (trained_in != "float32")
     assert "sigma 0.1 on [0, 1] images (not clipped)" in card
     assert load_denoiser("resunet-denoise").channels == 3
     # a run trained in bfloat16 on clipped inputs says so on its card
-    from keras_resunet import pretrained, results
-
     bf16_run = tmp_path / "bf16_run"
     shutil.copytree(run, bf16_run)
     config = json.loads((bf16_run / "config.json").read_text())

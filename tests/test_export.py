@@ -139,7 +139,7 @@ def test_cli_rejects_bad_model_files_and_existing_output(tiny_model_path, tmp_pa
     weights.write_text("x")
     assert main(["export", "--model", str(weights), "--out", out]) == 1
     assert ".keras" in capsys.readouterr().err
-    (tmp_path / "exists").mkdir()
+    (tmp_path / "exists").mkdir()  # an empty folder: nothing to lose, it is used
     args = [
         "export",
         "--model",
@@ -149,6 +149,7 @@ def test_cli_rejects_bad_model_files_and_existing_output(tiny_model_path, tmp_pa
         "--formats",
         "onnx",
     ]
+    assert main(args) == 0
     assert main(args) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
