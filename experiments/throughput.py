@@ -36,8 +36,8 @@ def measure_backend(backend, models, precisions):
     """Rows for the current process's backend (called in the child process)."""
     import keras
 
+    from experiments.speed import measure_throughput
     from keras_resunet import data
-    from keras_resunet.training import measure_throughput
 
     images, _ = data.load_images(data.resolve_data_root() / "BSDS300" / "images" / "train")
     rows = []

@@ -5,7 +5,6 @@ The scripts in `experiments/` list their methods and call these functions; `--qu
 every budget (steps, widths, test images) so the whole pipeline runs in minutes.
 """
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import numpy as np
 
 from keras_resunet import data, degradations, evaluation, results, training
 from keras_resunet.inference import Denoiser, restore_image
+from keras_resunet.provenance import RECORD_FIELDS
+from keras_resunet.provenance import provenance as _provenance
 
 # Test sets under the data root: name -> (folder, channels)
 COLOR_TEST_SETS = {"BSDS300": ("BSDS300/images/test", 3), "CBSD68": ("CBSD68", 3)}
@@ -247,13 +248,8 @@ def degrade_one(degradation, clean, seed=0):
 
 def provenance():
     """Record fields saying how a result was made."""
-    info = training.provenance()
-    return {
-        "command": info["command"],
-        "commit": info["git_commit"] or "",
-        "machine": results.machine_description(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    made = _provenance()
+    return {key: made[key] for key in RECORD_FIELDS}
 
 
 def figure_panels(clean, degraded, restorers):

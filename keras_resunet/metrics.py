@@ -3,6 +3,9 @@
 Built on `tf.image.psnr` / `tf.image.ssim`, which already return one value per image of a batch.
 """
 
+import math
+
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -54,3 +57,12 @@ def evaluate_pairs(restored_images, reference_images):
         "psnr_summary": summarize(psnrs),
         "ssim_summary": summarize(ssims),
     }
+
+
+@keras.saving.register_keras_serializable(package="keras_resunet")
+def psnr_metric(y_true, y_pred):
+    """Per-patch PSNR (dB, peak 1) of the clipped prediction: the training progress bar's
+    `psnr`, in `keras.ops` so that it runs on every backend."""
+    y_true, y_pred = keras.ops.cast(y_true, "float32"), keras.ops.cast(y_pred, "float32")
+    error = keras.ops.mean(keras.ops.square(keras.ops.clip(y_pred, 0, 1) - y_true), axis=(1, 2, 3))
+    return 10.0 * keras.ops.log(1.0 / keras.ops.maximum(error, 1e-10)) / math.log(10.0)

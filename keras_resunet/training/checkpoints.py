@@ -1,0 +1,88 @@
+"""Checkpoints for the non-TensorFlow backends, atomic model saves, and warm starts."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_resunet.io import atomic_write
+from keras_resunet.training.run_folder import TrainingError
+
+
+class KerasCheckpoints:
+    """Checkpoints for the JAX and PyTorch backends, whose variables `tf.train.Checkpoint`
+    cannot track: `ckpt-<step>.keras` files holding model and optimizer state, each written
+    under a temporary name and renamed, the two newest kept. Same interface as the
+    `tf.train.CheckpointManager` the TensorFlow backend uses."""
+
+    def __init__(self, folder, model, max_to_keep=2):
+        self.folder = Path(folder)
+        self.model = model
+        self.max_to_keep = max_to_keep
+
+    def _existing(self):
+        found = [(int(p.stem.split("-")[1]), p) for p in self.folder.glob("ckpt-*.keras")]
+        return [path for _, path in sorted(found)]
+
+    @property
+    def latest_checkpoint(self):
+        existing = self._existing()
+        return str(existing[-1]) if existing else None
+
+    def save(self, checkpoint_number):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"ckpt-{checkpoint_number}.keras"
+        with atomic_write(path) as temporary:
+            self.model.save(temporary)
+        for old in self._existing()[: -self.max_to_keep]:
+            old.unlink()
+        return str(path)
+
+
+def warm_start(model, path):
+    """Copies the weights of the `.keras` model at `path` into `model`, layer by layer by name.
+
+    A conv kernel that has more input channels in `model` (a noise-level-map channel added)
+    gets the source kernel in its first channels and zeros in the rest, so the warm-started
+    model at first computes exactly what the source model did.
+
+    Raises:
+        TrainingError: a missing file, or layers that do not correspond.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"`init_from` model not found: {path}")
+    import keras_resunet.models  # noqa: F401  registers the custom layers
+
+    source = keras.models.load_model(path, compile=False)
+    layers = {layer.name: layer for layer in source.layers}
+    for layer in model.layers:
+        targets = layer.get_weights()
+        if not targets:
+            continue
+        origin = layers.get(layer.name)
+        weights = origin.get_weights() if origin is not None else []
+        if len(weights) != len(targets):
+            raise TrainingError(f"{path} has no layer matching {layer.name!r}: not the same model")
+        adapted = []
+        for target, weight in zip(targets, weights):
+            if target.shape != weight.shape:
+                widened = target.ndim == 4 and target.shape[2] > weight.shape[2]
+                if (
+                    not widened
+                    or target.shape[:2] + target.shape[3:] != weight.shape[:2] + weight.shape[3:]
+                ):
+                    raise TrainingError(
+                        f"{path}: layer {layer.name!r} has shape {weight.shape}, "
+                        f"the model needs {target.shape}"
+                    )
+                grown = np.zeros_like(target)
+                grown[:, :, : weight.shape[2], :] = weight
+                weight = grown
+            adapted.append(weight)
+        layer.set_weights(adapted)
+
+
+def save_atomically(model, path):
+    with atomic_write(path) as temporary:
+        model.save(temporary)

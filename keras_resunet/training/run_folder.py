@@ -1,0 +1,98 @@
+"""The run folder: its lock, its progress over every process that trained it, its config."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from keras_resunet.io import write_text_atomically
+from keras_resunet.precision import resolve_precision
+from keras_resunet.provenance import provenance
+from keras_resunet.training.config import TrainConfig
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (non-finite loss, bad config found late)."""
+
+
+def read_progress(out_dir):
+    """{"steps", "train_seconds"} of a run so far (zeros before its first checkpoint)."""
+    path = Path(out_dir) / "progress.json"
+    if not path.is_file():
+        return {"steps": 0, "train_seconds": 0.0}
+    return json.loads(path.read_text())
+
+
+class RunLock:
+    """A lock file holding the training process id: two processes must never train the same
+    run folder (their checkpoints would interleave). A lock left by a dead process is taken
+    over."""
+
+    def __init__(self, out_dir):
+        self.path = Path(out_dir) / ".lock"
+
+    def __enter__(self):
+        try:
+            owner = int(self.path.read_text())
+        except (OSError, ValueError):
+            owner = None
+        if owner and owner != os.getpid() and _process_alive(owner):
+            raise TrainingError(f"{self.path.parent} is being trained by process {owner}")
+        self.path.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_RESUMABLE_KEYS = ("steps", "init_from")
+
+
+def check_or_write_config(config, out_dir):
+    """A resumed run must have the config it started with, except `steps` (extending a run is
+    allowed) and `init_from`; the stored config is updated to the new step count. Keys added to `TrainConfig`
+    after a run started count as their defaults."""
+    path = out_dir / "config.json"
+    resolved = json.loads(json.dumps(config.to_dict()))
+    resolved["precision"] = resolve_precision(resolved["precision"])  # what this run trains in
+    if path.is_file():
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+        previous = {**defaults, **json.loads(path.read_text())}
+        if "mixed_precision" in previous:  # runs started before `precision` replaced it
+            legacy = previous.pop("mixed_precision")
+            previous["precision"] = "mixed_float16" if legacy else "float32"
+        # `steps` may grow (extending a run); `init_from` only matters before the first checkpoint
+        for values in (previous, resolved):
+            # what "auto" means on this machine, so a run may switch between it and its value
+            values["precision"] = resolve_precision(values.get("precision", "float32"))
+            # the same folder however it was spelled
+            if values.get("data_root"):
+                values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
+        changed = sorted(
+            k for k in resolved if k not in _RESUMABLE_KEYS and previous.get(k) != resolved[k]
+        )
+        if changed:
+            raise TrainingError(
+                f"{out_dir} holds a run with a different config ({changed}); use a new folder"
+            )
+    write_text_atomically(path, json.dumps(resolved, indent=2))
+    if (out_dir / "run.json").is_file():
+        return
+    write_text_atomically(out_dir / "run.json", json.dumps(provenance(), indent=2))
+
+
+def final_loss(out_dir):
+    """The last logged training loss of a run (from log.csv)."""
+    with open(Path(out_dir) / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return float(rows[-1]["loss"])
