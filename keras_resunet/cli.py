@@ -264,11 +264,25 @@ def _check_arguments(parser, args):
 
 
 def _quiet_tensorflow():
-    """Silences TensorFlow's C++ and absl logging (CUDA probes on CPU machines and the like);
-    must run before TensorFlow is imported."""
+    """Silences TensorFlow's C++ and absl logging (CUDA probes on CPU machines, oneDNN notes):
+    the settings first, then the import itself with the process's stderr pointed at /dev/null,
+    since the native libraries write to it while loading, before any setting applies."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return  # TensorFlow is imported later only if needed (and may not be installed)
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _terminate(signum, frame):

@@ -1,8 +1,9 @@
 """Data: dataset roots, the BSDS300 downloader, training patch pipelines and evaluation sets.
 
-Images are float32 NHWC in [0, 1]. Training degrades on the fly inside `tf.data`; evaluation
-sets degrade each whole image once with a seed derived from its index, so every run and every
-method sees the same noisy images.
+Images are float32 NHWC in [0, 1]. Training degrades on the fly inside `tf.data`, or, without
+TensorFlow (the JAX and PyTorch backends can train without it), in a NumPy `keras.utils.PyDataset`
+(`PatchBatches`); `training_batches` picks. Evaluation sets degrade each whole image once with a
+seed derived from its index, so every run and every method sees the same noisy images.
 """
 
 import hashlib
@@ -13,10 +14,10 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_resunet.degradations import with_noise_map
+from keras_resunet import degradations
 from keras_resunet.io import list_images, read_image
 
 DATA_ROOT_ENV = "KERAS_RESUNET_DATA"
@@ -115,6 +116,8 @@ def load_images(folder, channels=3, skip_unreadable=False, limit=None):
 def _pack(images):
     """Packs images of different sizes into one flat uint8 buffer plus offsets and shapes, so a
     `tf.data` map can slice any image out by index without Python in the loop."""
+    import tensorflow as tf
+
     arrays = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in images]
     shapes = np.array([a.shape for a in arrays], dtype=np.int64)
     sizes = np.prod(shapes, axis=1)
@@ -154,17 +157,9 @@ def patch_dataset(
     Returns:
         `tf.data.Dataset` of `(degraded, clean)` float32 tensors (batch, patch, patch, C).
     """
-    if not images:
-        raise ValueError("`images` is empty")
-    channels = {image.shape[-1] for image in images}
-    if len(channels) != 1:
-        raise ValueError(f"All images must have the same channel count. Received: {channels}")
-    channels = channels.pop()
-    small = [i for i, image in enumerate(images) if min(image.shape[:2]) < patch_size]
-    if small:
-        raise ValueError(
-            f"Images {small[:5]} are smaller than patch_size={patch_size}; crop or drop them."
-        )
+    import tensorflow as tf
+
+    channels = _check_patch_source(images, patch_size)
     flat, offsets, shapes = _pack(images)
     count = len(images)
 
@@ -187,7 +182,7 @@ def patch_dataset(
     def degrade(clean, batch_seed):
         if noise_map:
             degraded, sigma = degradation.sample(clean, batch_seed)
-            degraded = with_noise_map(degraded, sigma)
+            degraded = degradations.with_noise_map(degraded, sigma)
             return tf.ensure_shape(degraded, (*clean.shape[:-1], channels + 1)), clean
         degraded = degradation(clean, batch_seed)
         return tf.ensure_shape(degraded, clean.shape), clean
@@ -203,7 +198,93 @@ def patch_dataset(
 
 
 def _to_seed(value):
+    import tensorflow as tf
+
     return tf.stack([value, value // 7 + 1])
+
+
+def _check_patch_source(images, patch_size):
+    """The common channel count of `images`, after checking every image can give a patch."""
+    if not images:
+        raise ValueError("`images` is empty")
+    channels = {image.shape[-1] for image in images}
+    if len(channels) != 1:
+        raise ValueError(f"All images must have the same channel count. Received: {channels}")
+    small = [i for i, image in enumerate(images) if min(image.shape[:2]) < patch_size]
+    if small:
+        raise ValueError(
+            f"Images {small[:5]} are smaller than patch_size={patch_size}; crop or drop them."
+        )
+    return channels.pop()
+
+
+def training_batches(images, degradation, patch_size, batch_size, seed, steps_per_epoch, **kwargs):
+    """The training stream for `fit`: `patch_dataset` (tf.data) when TensorFlow is installed,
+    else `PatchBatches` (NumPy) of `steps_per_epoch` batches an epoch."""
+    if degradations.tensorflow_available():
+        return patch_dataset(images, degradation, patch_size, batch_size, seed=seed, **kwargs)
+    return PatchBatches(
+        images, degradation, patch_size, batch_size, seed, steps_per_epoch, **kwargs
+    )
+
+
+class PatchBatches(keras.utils.PyDataset):
+    """`patch_dataset` without TensorFlow: a `keras.utils.PyDataset` of (degraded, clean) NumPy
+    batches, `steps_per_epoch` an epoch. Batch i of epoch e draws from a generator seeded with
+    (seed, e, i): the stream is reproducible, and a resumed run (a new `seed`) draws new
+    patches, as with `patch_dataset`.
+    """
+
+    def __init__(
+        self,
+        images,
+        degradation,
+        patch_size=32,
+        batch_size=64,
+        seed=0,
+        steps_per_epoch=100,
+        augment=True,
+        noise_map=False,
+        shuffle_buffer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.channels = _check_patch_source(images, patch_size)
+        if noise_map and not hasattr(degradation, "numpy_sample"):
+            raise ValueError("`noise_map` needs a degradation with a noise level (GaussianNoise)")
+        self.images = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in images]
+        self.degradation = degradation
+        self.patch_size, self.batch_size, self.seed = patch_size, batch_size, seed
+        self.steps_per_epoch, self.augment, self.noise_map = steps_per_epoch, augment, noise_map
+        self.epoch = 0
+
+    def __len__(self):
+        return self.steps_per_epoch
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        size = self.patch_size
+        clean = np.empty((self.batch_size, size, size, self.channels), np.float32)
+        for slot in range(self.batch_size):
+            image = self.images[rng.integers(len(self.images))]
+            top = rng.integers(image.shape[0] - size + 1)
+            left = rng.integers(image.shape[1] - size + 1)
+            patch = image[top : top + size, left : left + size]
+            if self.augment:
+                if rng.integers(2):
+                    patch = patch[:, ::-1]
+                patch = np.rot90(patch, k=rng.integers(4))
+            clean[slot] = patch / np.float32(255.0)
+        if self.noise_map:
+            degraded, sigma = self.degradation.numpy_sample(clean, rng)
+            level = np.broadcast_to(sigma[:, None, None, None], (*degraded.shape[:-1], 1))
+            degraded = np.concatenate([degraded, level], axis=-1)
+        else:
+            degraded = self.degradation.numpy(clean, rng)
+        return degraded.astype(np.float32), clean
 
 
 def evaluation_pairs(images, degradation, seed=0):
@@ -212,14 +293,15 @@ def evaluation_pairs(images, degradation, seed=0):
     The same `seed` gives the same degraded images, so tables compare methods on equal inputs.
     """
     degraded = [
-        degradation(tf.constant(image), tf.constant([seed, index], tf.int64)).numpy()
-        for index, image in enumerate(images)
+        degradations.apply(degradation, image, [seed, index]) for index, image in enumerate(images)
     ]
     return degraded, list(images)
 
 
 def evaluation_dataset(images, degradation, seed=0):
     """`evaluation_pairs` as a `tf.data.Dataset` of single-image batches (degraded, clean)."""
+    import tensorflow as tf
+
     degraded, clean = evaluation_pairs(images, degradation, seed)
 
     def generate():

@@ -3,13 +3,17 @@
 Images are float32 in [0, 1], shaped (H, W, C) or (N, H, W, C). Every random degradation takes an
 explicit stateless seed (a shape-[2] int tensor), so the same seed gives the same noise inside
 `tf.data`, on batches and in evaluation sets; there is no global RNG state.
+
+Calling a degradation runs TensorFlow ops (for `tf.data`). Without TensorFlow (the JAX and
+PyTorch backends can train without it), `degradation.numpy(images, rng)` does the same with a
+NumPy generator, and `apply` picks whichever is available: the same kind of noise, not the
+same draws.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from keras_resunet.noise_level import check_sigma
 
@@ -139,7 +143,42 @@ def _check_size(size):
 # Degradations: callables `(images, seed) -> degraded`.
 
 
+def _tensorflow():
+    import tensorflow as tf  # only where TensorFlow ops run: the NumPy paths need none
+
+    return tf
+
+
+def tensorflow_available():
+    """Whether TensorFlow can be imported (the JAX and PyTorch backends can do without it)."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def apply(degradation, images, seed):
+    """Degrades `images` with the 2-int `seed` and returns a float32 NumPy array: through
+    TensorFlow's stateless ops when TensorFlow is installed (the seeded evaluation sets of
+    every table), else through `degradation.numpy`."""
+    images = np.asarray(images, dtype=np.float32)
+    if tensorflow_available():
+        tf = _tensorflow()
+        return np.asarray(degradation(tf.constant(images), tf.constant(seed, tf.int64)))
+    rng = np.random.default_rng([int(value) for value in seed])
+    return np.asarray(degradation.numpy(images, rng), dtype=np.float32)
+
+
+def _numpy_batch(images):
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"Images must be (H, W, C) or (N, H, W, C). Received shape {images.shape}")
+    return (images[None], True) if images.ndim == 3 else (images, False)
+
+
 def _as_batch(images):
+    tf = _tensorflow()
     images = tf.convert_to_tensor(images, dtype=tf.float32)
     if images.shape.rank == 3:
         return images[None], True
@@ -187,6 +226,7 @@ class GaussianNoise:
 
     def sample(self, images, seed):
         """Returns (noisy images, the sigma of each image as an (N,) or () tensor)."""
+        tf = _tensorflow()
         batch, single = _as_batch(images)
         # The same two seeds as plain noise always drew, so seeded evaluation sets stay as
         # they were; the clip choice gets a third derived from them.
@@ -209,10 +249,33 @@ class GaussianNoise:
             noisy = tf.where(chosen[:, None, None, None], saved, noisy)
         return (noisy[0], sigma[0]) if single else (noisy, sigma)
 
+    def numpy(self, images, rng):
+        return self.numpy_sample(images, rng)[0]
+
+    def numpy_sample(self, images, rng):
+        """`sample` with a NumPy generator: (noisy images, sigma per image)."""
+        batch, single = _numpy_batch(images)
+        count = batch.shape[0]
+        if self.sigma_range is None:
+            sigma = np.full(count, self.sigma, np.float32)
+        else:
+            sigma = rng.uniform(*self.sigma_range, size=count).astype(np.float32)
+        noise = rng.standard_normal(batch.shape, dtype=np.float32)
+        noisy = batch + sigma[:, None, None, None] * noise
+        if self.clip:
+            noisy = np.clip(noisy, 0.0, 1.0)
+        elif self.clip_fraction > 0:
+            saved = np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0
+            chosen = rng.uniform(size=count) < self.clip_fraction
+            noisy = np.where(chosen[:, None, None, None], saved, noisy)
+        noisy = noisy.astype(np.float32)
+        return (noisy[0], sigma[0]) if single else (noisy, sigma)
+
 
 def with_noise_map(images, sigma):
     """Appends a constant noise-level channel (`sigma`, scalar or one per image) to NHWC or HWC
     images: the input of a model built with `noise_level_map=True`."""
+    tf = _tensorflow()
     images = tf.convert_to_tensor(images, tf.float32)
     sigma = tf.cast(tf.convert_to_tensor(sigma), tf.float32)
     shape = tf.concat([tf.shape(images)[:-1], [1]], axis=0)
@@ -247,6 +310,25 @@ class Blur:
             blurred = _same_convolve(batch, self.kernel)
         return blurred[0] if single else blurred
 
+    def numpy(self, images, rng=None):
+        batch, single = _numpy_batch(images)
+        kh, kw = self.kernel.shape
+        if self.mode == "circular":
+            height, width = batch.shape[1:3]
+            padded = np.zeros((height, width), np.float32)
+            padded[:kh, :kw] = self.kernel
+            centred = np.roll(padded, (-(kh // 2), -(kw // 2)), axis=(0, 1))
+            spectrum = np.fft.rfft2(batch, axes=(1, 2)) * np.fft.rfft2(centred)[None, :, :, None]
+            blurred = np.fft.irfft2(spectrum, s=(height, width), axes=(1, 2))
+        else:
+            pads = ((0, 0), (kh // 2, (kh - 1) // 2), (kw // 2, (kw - 1) // 2), (0, 0))
+            padded = np.pad(batch, pads, mode="reflect")
+            flipped = self.kernel[::-1, ::-1]
+            windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))
+            blurred = np.einsum("nhwcij,ij->nhwc", windows, flipped)
+        blurred = blurred.astype(np.float32)
+        return blurred[0] if single else blurred
+
 
 @dataclass(frozen=True)
 class Compose:
@@ -255,9 +337,15 @@ class Compose:
     steps: tuple
 
     def __call__(self, images, seed):
+        tf = _tensorflow()
         seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(self.steps)))
         for step, step_seed in zip(self.steps, seeds):
             images = step(images, step_seed)
+        return images
+
+    def numpy(self, images, rng):
+        for step in self.steps:
+            images = step.numpy(images, rng)
         return images
 
 
@@ -305,6 +393,7 @@ def make_degradation(
 
 
 def _circular_convolve(batch, kernel):
+    tf = _tensorflow()
     kh, kw = kernel.shape
     height, width = tf.shape(batch)[1], tf.shape(batch)[2]
     padded = tf.pad(tf.constant(kernel), [[0, height - kh], [0, width - kw]])
@@ -317,6 +406,7 @@ def _circular_convolve(batch, kernel):
 
 
 def _same_convolve(batch, kernel):
+    tf = _tensorflow()
     kh, kw = kernel.shape
     channels = batch.shape[-1]
     padded = tf.pad(

@@ -159,9 +159,11 @@ def read_image_file(path, max_pixels=None):
     try:
         if max_pixels is not None:
             Image.MAX_IMAGE_PIXELS = max_pixels
-        with warnings.catch_warnings(), Image.open(path) as image:
+        with warnings.catch_warnings():
             # the explicit check below replaces Pillow's decompression-bomb warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             if max_pixels is not None and image.width * image.height > max_pixels:
                 raise ImageReadError(
                     f"{path}: too large ({image.width}x{image.height} pixels; the limit is "

@@ -124,3 +124,21 @@ def test_shared_bsds300_matches_the_shipped_digest(shared_datasets):
     assert data.tree_digest(shared_datasets / "BSDS300" / "images") == data.BSDS300_IMAGES_DIGEST
     images, paths = data.load_images(shared_datasets / "CBSD68", limit=2)
     assert len(images) == 2 and images[0].shape[-1] == 3 and paths[0].suffix == ".png"
+
+
+def test_numpy_patch_batches_are_seeded_and_carry_a_noise_map():
+    from keras_resunet.data import PatchBatches
+    from keras_resunet.degradations import GaussianNoise
+
+    images = [smooth_image(40, 48, seed=i) for i in range(3)]
+    noise = GaussianNoise(sigma_range=(0.0, 0.3))
+    batches = PatchBatches(images, noise, 16, 4, seed=5, steps_per_epoch=3, noise_map=True)
+    degraded, clean = batches[1]
+    assert degraded.shape == (4, 16, 16, 4) and clean.shape == (4, 16, 16, 3)
+    levels = degraded[..., 3]
+    assert np.all(levels == levels[:, :1, :1]) and levels.max() <= 0.3
+    again = PatchBatches(images, noise, 16, 4, seed=5, steps_per_epoch=3, noise_map=True)
+    np.testing.assert_array_equal(again[1][0], degraded)
+    assert not np.array_equal(batches[0][1], clean)
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[1][1], clean)

@@ -6,7 +6,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_resunet import degradations
 from keras_resunet.io import write_text_atomically
@@ -58,6 +57,8 @@ class ImageSummaries(keras.callbacks.Callback):
             crops.append(image[max(top, 0) : top + size, max(left, 0) : left + size])
         side = min(min(c.shape[0], c.shape[1]) for c in crops)
         self.clean = np.stack([c[:side, :side] for c in crops])
+        import tensorflow as tf
+
         seed = tf.constant([seed, 7], tf.int64)
         if noise_map:
             degraded, sigma = degradation.sample(tf.constant(self.clean), seed)
@@ -70,6 +71,8 @@ class ImageSummaries(keras.callbacks.Callback):
         self.steps_per_chunk = steps_per_chunk
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
         restored = keras.ops.convert_to_numpy(self.model(self.inputs, training=False))
         restored = restored.astype(np.float32)  # a mixed-precision model outputs 16 bits
         restored = tf.clip_by_value(restored, 0, 1)

@@ -24,16 +24,14 @@ import time
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
-from keras_resunet import data, torch_conv
+from keras_resunet import data, degradations, torch_conv
 from keras_resunet.losses import RestorationLoss
 from keras_resunet.metrics import psnr_metric
 from keras_resunet.models import build_model
 from keras_resunet.precision import resolve_precision
 from keras_resunet.training.callbacks import Checkpointer, ImageSummaries
 from keras_resunet.training.checkpoints import KerasCheckpoints, save_atomically, warm_start
-from keras_resunet.training.multi_worker import fit_multi_worker
 from keras_resunet.training.run_folder import (
     RunLock,
     TrainingError,
@@ -50,6 +48,8 @@ def make_strategy():
     CPU made the poster ResUNet's training 2.3x slower here (55 vs 128 patches/s, batch 64,
     32x32), for nothing to mirror.
     """
+    import tensorflow as tf
+
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -155,6 +155,8 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
             f"{out_dir} has TensorFlow checkpoints: resume it with KERAS_BACKEND=tensorflow"
         )
     if tensorflow_backend and (tf_format or not any(folder.glob("ckpt-*.keras"))):
+        import tensorflow as tf
+
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=2)
         restore = lambda path: checkpoint.restore(path).expect_partial()
@@ -173,30 +175,36 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
     total_chunks = math.ceil(config.steps / chunk)
     if done < config.steps:
         degradation = config.degradation()
-        dataset = data.patch_dataset(
+        dataset = data.training_batches(
             images,
             degradation,
             config.patch_size,
             config.batch_size,
             seed=config.seed + done,  # a resumed run draws fresh patches, not a replay
+            steps_per_epoch=chunk,
             noise_map=config.noise_map,
         )
         checkpointer = Checkpointer(manager, chunk, out_dir / "progress.json")
         callbacks = [
             checkpointer,
             keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
-            keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
-            ImageSummaries(
-                out_dir / "tensorboard" / "images",
-                images,
-                degradation,
-                chunk,
-                config.seed,
-                config.noise_map,
-            ),
         ]
+        if degradations.tensorflow_available():  # TensorBoard's writers are TensorFlow's
+            callbacks += [
+                keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
+                ImageSummaries(
+                    out_dir / "tensorboard" / "images",
+                    images,
+                    degradation,
+                    chunk,
+                    config.seed,
+                    config.noise_map,
+                ),
+            ]
         start = time.time()
-        if tensorflow_backend and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if tensorflow_backend and _multi_worker(strategy):
+            from keras_resunet.training.multi_worker import fit_multi_worker
+
             fit_multi_worker(
                 model, dataset, strategy, chunk, done // chunk, total_chunks, callbacks, config
             )
@@ -226,6 +234,12 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
         model = _float32_copy(model, config)
     save_atomically(model, out_dir / "model.keras")
     return model
+
+
+def _multi_worker(strategy):
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def _float32_copy(model, config):
