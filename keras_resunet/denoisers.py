@@ -7,6 +7,7 @@ models trained for one level ignore it.
 """
 
 import copy
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,13 @@ def load_model(path):
         raise FileNotFoundError(f"Model file not found: {path}")
     if path.suffix != ".keras":
         raise ValueError(f"Expected a Keras model file ending in .keras. Received: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a loadable Keras model: not a .keras (zip) archive")
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            raise ValueError(
+                f"{path} is not a loadable Keras model: the archive has no config.json"
+            )
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001  Keras raises several unrelated types here
