@@ -47,9 +47,10 @@ def measure_backend(backend, models, precisions):
                 model, images, jit_compile=jit, fast_torch_conv=fast_conv, precision=precision
             )
             rows.append({"backend": keras.backend.backend(), **row})
+            shown = precision if precision != "auto" else f"auto={row['precision']}"
             print(
                 f"{backend:<10} {model:<11} jit={jit!s:<5} fast_conv={fast_conv!s:<5} "
-                f"{precision:<14} {row['patches_per_second']:7.1f} patches/s"
+                f"{shown:<20} {row['patches_per_second']:7.1f} patches/s"
             )
     return rows
 
@@ -112,7 +113,9 @@ def main(argv=None):
     parser.add_argument("--processes", type=int, default=1, help="concurrent single-thread copies")
     parser.add_argument("--models", default="unet,resunet", help="comma-separated model names")
     parser.add_argument(
-        "--precisions", default="float32", help="Keras dtype policies, e.g. float32,mixed_bfloat16"
+        "--precisions",
+        default="auto,float32",
+        help="Keras dtype policies, e.g. float32,mixed_bfloat16; auto = what training picks here",
     )
     parser.add_argument("--out", default="results/training/throughput.json")
     args = parser.parse_args(argv)

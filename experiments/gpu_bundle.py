@@ -1,0 +1,154 @@
+"""`python -m experiments.gpu_bundle OUT`: a folder that trains a config on a GPU machine that has
+PyTorch (or JAX) but neither TensorFlow nor a network.
+
+    python -m experiments.gpu_bundle gpu_bundle/ [--config experiments/configs/resunet_noise_map.yaml]
+        [--python-version 3.12] [--no-wheels]
+    # on the GPU machine:
+    sh gpu_bundle/train.sh [--set steps=20000]
+
+OUT holds the package and its configs (`project/`), the model a config's `init_from` names, the
+training images (`data/`), the pure-Python or manylinux wheels of what such a machine lacks
+(`wheels/`: Keras and its small dependencies, PyYAML, Pillow) and `train.sh`, which installs
+the wheels into `OUT/site` and trains on the PyTorch backend (KERAS_BACKEND to change it) with
+`precision: auto` (bfloat16 on GPUs of compute capability 8.0 and newer). The run folder
+`OUT/runs/<config name>` checkpoints as every run does; its `model.keras` loads on TensorFlow
+for export. See experiments/gpu.md.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a PyTorch or JAX GPU image usually lacks to run `resunet train` (numpy it has: a wheel
+# of another numpy version would shadow the one PyTorch was built against).
+WHEELS = (
+    "keras",
+    "absl-py",
+    "h5py",
+    "ml-dtypes",
+    "namex",
+    "optree",
+    "rich",
+    "markdown-it-py",
+    "mdurl",
+    "pygments",
+    "packaging",
+    "pyyaml",
+    "pillow",
+    "typing-extensions",
+)
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+)
+MAX_BYTES = 64 * 2**20
+
+TRAIN_SH = """#!/bin/sh
+# Trains {config} on this machine's GPU, with no network and no TensorFlow needed.
+set -e
+here="$(cd "$(dirname "$0")" && pwd)"
+if [ -d "$here/wheels" ] && [ ! -d "$here/site" ]; then
+    "${{PYTHON:-python3}}" -m pip install -q --no-index --no-deps --no-compile --target "$here/site" "$here"/wheels/*.whl
+fi
+export PYTHONPATH="$here/site:$here/project${{PYTHONPATH:+:$PYTHONPATH}}"
+export KERAS_BACKEND="${{KERAS_BACKEND:-torch}}"
+cd "$here/project"
+exec "${{PYTHON:-python3}}" -m keras_resunet.cli train --config experiments/configs/{config} \\
+    --data-root "$here/data" --out "$here/runs/{name}" --resume "$@"
+"""
+
+
+def build(out, config, data_root, python_version, wheels=True, log=print):
+    """Writes the bundle to the new folder `out` (through a temporary folder); returns its size
+    in bytes.
+
+    Raises:
+        FileExistsError: `out` exists.
+        FileNotFoundError: the config, its training images or its `init_from` model is missing.
+        ValueError: the bundle would exceed 64 MiB.
+    """
+    from keras_resunet import data
+    from keras_resunet.training import TrainConfig
+
+    out, config = Path(out), Path(config)
+    if out.exists():
+        raise FileExistsError(f"{out} exists: name a new folder")
+    train_config = TrainConfig.from_yaml(config)
+    images = Path(train_config.train_data)
+    source_images = images if images.is_absolute() else data.resolve_data_root(data_root) / images
+    if not source_images.is_dir():
+        raise FileNotFoundError(f"training images not found: {source_images}")
+    scratch = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        project = scratch / "project"
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(ROOT / "keras_resunet", project / "keras_resunet", ignore=ignore)
+        shutil.copytree(ROOT / "experiments", project / "experiments", ignore=ignore)
+        if train_config.init_from:
+            model = Path(train_config.init_from)
+            for path in (model, model.with_suffix(".json")):
+                if not (ROOT / path).is_file():
+                    raise FileNotFoundError(f"`init_from` file not found: {ROOT / path}")
+                (project / path.parent).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / path, project / path)
+        target_images = scratch / "data" / (images.name if images.is_absolute() else images)
+        shutil.copytree(source_images, target_images)
+        if images.is_absolute():  # the bundle's config reads the copy
+            values = yaml.safe_load(config.read_text())
+            values["train_data"] = images.name
+            (project / "experiments" / "configs" / config.name).write_text(yaml.safe_dump(values))
+        if wheels:
+            log(f"downloading {len(WHEELS)} wheels for Python {python_version} ...")
+            _download_wheels(scratch / "wheels", python_version)
+        script = scratch / "train.sh"
+        script.write_text(TRAIN_SH.format(config=config.name, name=config.stem))
+        script.chmod(0o755)
+        size = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file())
+        if size > MAX_BYTES:
+            raise ValueError(f"the bundle would take {size / 2**20:.1f} MiB, over 64 MiB")
+        scratch.rename(out)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return size
+
+
+def _download_wheels(folder, python_version):
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
+    command += ["--python-version", python_version, "--implementation", "cp", "-d", str(folder)]
+    for platform in PLATFORMS:
+        command += ["--platform", platform]
+    result = subprocess.run([*command, *WHEELS], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise OSError(f"pip download failed: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="a new folder")
+    parser.add_argument("--config", default="experiments/configs/resunet_noise_map.yaml")
+    parser.add_argument("--data-root")
+    parser.add_argument("--python-version", default="3.12", help="the GPU machine's Python")
+    parser.add_argument("--no-wheels", action="store_true", help="the machine has Keras already")
+    args = parser.parse_args(argv)
+    try:
+        size = build(
+            args.out, args.config, args.data_root, args.python_version, wheels=not args.no_wheels
+        )
+    except (OSError, ValueError) as error:
+        print(f"gpu_bundle: error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({size / 2**20:.1f} MiB); on the GPU machine: sh {args.out}/train.sh")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
