@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments import common
 from keras_resunet import degradations, experiment
 from keras_resunet.baselines import make_classical
 
@@ -36,13 +37,13 @@ def main(argv=None):
     target.add_argument("--task", choices=("denoise", "deblur_denoise"))
     target.add_argument("--gray", action="store_true", help="Train400 -> BSD68 / Set12, sigma 25")
     parser.add_argument("--methods", help="comma-separated subset (default: all)")
-    experiment.add_common_arguments(parser)
+    common.add_common_arguments(parser)
     args = parser.parse_args(argv)
-    return experiment.run_script("baselines", run, args)
+    return common.run_script("baselines", run, args)
 
 
 def run(args):
-    options, out = experiment.options_from(args)
+    options, out = common.options_from(args)
     task = "denoise" if args.gray else args.task
     learned = GRAY_LEARNED if args.gray else LEARNED
     methods = args.methods.split(",") if args.methods else [*CLASSICAL, *learned]
@@ -55,7 +56,7 @@ def run(args):
     else:
         test_sets = experiment.load_test_sets(experiment.COLOR_TEST_SETS, options)
         folder, sigma = out / task, 0.1
-    kernel = degradations.make_kernel("gaussian") if task == "deblur_denoise" else None
+    kernel = degradations.task_kernel(task)
     made = experiment.provenance()
     records, denoisers = [], {}
     cache = Path(options.runs) / ("quick" if options.budget.quick else "") / "cache"
@@ -89,7 +90,7 @@ def run(args):
                 absent.append(method)
             else:
                 figure[title] = found
-    experiment.write_task_results(
+    common.write_task_results(
         folder, task, test_sets, records, made, figure, "figure_baselines.png", absent
     )
 

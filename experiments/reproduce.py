@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments import common
 from keras_resunet import experiment
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -43,9 +44,9 @@ def main(argv=None):
         default=",".join(POSTER),
         help=f"comma-separated, of {sorted(METHODS)} (default: the poster's three)",
     )
-    experiment.add_common_arguments(parser)
+    common.add_common_arguments(parser)
     args = parser.parse_args(argv)
-    return experiment.run_script("reproduce", reproduce, args)
+    return common.run_script("reproduce", reproduce, args)
 
 
 def reproduce(args):
@@ -53,7 +54,7 @@ def reproduce(args):
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"Unknown methods {unknown}. Valid: {sorted(METHODS)}")
-    options, out = experiment.options_from(args)
+    options, out = common.options_from(args)
     test_sets = experiment.load_test_sets(experiment.COLOR_TEST_SETS, options)
     made = experiment.provenance()
     records, denoisers = [], {}
@@ -79,7 +80,7 @@ def reproduce(args):
             absent.append(method)
         if found is not None or method in POSTER:
             figure[title] = found
-    experiment.write_task_results(
+    common.write_task_results(
         out / args.task, args.task, test_sets, records, made, figure, "figure.png", absent
     )
 

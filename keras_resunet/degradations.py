@@ -349,6 +349,20 @@ class Compose:
         return images
 
 
+def task_kernel(task, kernel="gaussian"):
+    """The blur kernel a task's degradation uses: None for "denoise", else the named kernel
+    (or kernel file); "gaussian" is the 7x7, sigma 1.6 kernel of the deblur-denoise protocol."""
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}. Valid tasks: {sorted(TASKS)}")
+    return None if task == "denoise" else make_kernel(kernel)
+
+
+def blur_kernel(degradation):
+    """The kernel of a degradation's `Blur` step, or None (what classical deblurring needs)."""
+    steps = degradation.steps if isinstance(degradation, Compose) else (degradation,)
+    return next((step.kernel for step in steps if isinstance(step, Blur)), None)
+
+
 def noise_level(degradation):
     """The fixed noise sigma of a degradation (its `GaussianNoise` step), or None when it has
     none or draws it from a range."""
@@ -357,6 +371,9 @@ def noise_level(degradation):
         if isinstance(step, GaussianNoise) and step.sigma_range is None:
             return step.sigma
     return None
+
+
+TASKS = ("denoise", "deblur_denoise")
 
 
 def make_degradation(

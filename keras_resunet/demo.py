@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 
-from keras_resunet import data, degradations, experiment, io, metrics, pretrained, results
+from keras_resunet import data, degradations, io, metrics, pretrained, results
 from keras_resunet.baselines import NLMDenoiser
 from keras_resunet.inference import KerasDenoiser, load_denoiser, restore_image
 from keras_resunet.models import build_resunet
@@ -73,7 +73,7 @@ def train_small_model(config, degradation, log=print):
 
 def run_demo(config=DemoConfig(), log=print):
     """Runs the demo; returns {image: {method: (PSNR, SSIM)}} with methods degraded/NLM/model."""
-    kernel = degradations.gaussian_kernel(7, 1.6) if config.task == "deblur_denoise" else None
+    kernel = degradations.task_kernel(config.task)
     degradation = degradations.make_degradation(config.task, sigma=config.sigma, kernel=kernel)
     name = pretrained.DEFAULT_FOR_TASK[config.task]
     if config.train_steps > 0:
@@ -94,7 +94,7 @@ def run_demo(config=DemoConfig(), log=print):
     log(f"{'image':<10} {'degraded':>16} {'NLM':>16} {'ResUNet':>16}   (PSNR dB / SSIM)")
     for index, image_name in enumerate(TEST_IMAGES):
         clean = sample_image(image_name)
-        degraded = experiment.degrade_one(degradation, clean, seed=config.seed + index)
+        degraded = degradations.apply(degradation, clean, [config.seed + index, 0])
         images = {"degraded": degraded}
         images.update({title: restore_image(m, degraded) for title, m in methods.items()})
         row = {

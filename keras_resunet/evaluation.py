@@ -101,7 +101,7 @@ def evaluate_folder(
             protocol does not).
     """
     degradations.check_sigma(sigma)
-    blur = None if task == "denoise" else degradations.make_kernel(kernel)
+    blur = degradations.task_kernel(task, kernel)
     degradation = degradations.make_degradation(task, sigma=sigma, kernel=blur, clip=clip)
     denoiser = load_denoiser(model, sigma=sigma, kernel=blur, cache=cache)
     images, paths = data.load_images(

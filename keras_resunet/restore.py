@@ -150,7 +150,7 @@ def restore_files(inputs, output, options=RestoreOptions(), log=print):
     from keras_resunet.inference import load_denoiser
 
     model = options.model or pretrained.DEFAULT_FOR_TASK[options.task]
-    kernel = degradations.gaussian_kernel(7, 1.6) if options.task == "deblur_denoise" else None
+    kernel = degradations.task_kernel(options.task)
     demo_sigma = DEMO_SIGMA if options.sigma is None else options.sigma
     denoiser = load_denoiser(model, sigma=demo_sigma, kernel=kernel)
     output = Path(output)

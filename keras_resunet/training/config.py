@@ -90,7 +90,7 @@ class TrainConfig:
             self.task,
             sigma=self.sigma,
             sigma_range=self.sigma_range,
-            kernel=None if self.task == "denoise" else degradations.make_kernel(self.kernel),
+            kernel=degradations.task_kernel(self.task, self.kernel),
             clip=self.clip,
             clip_fraction=self.clip_fraction,
         )
