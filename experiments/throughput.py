@@ -32,7 +32,7 @@ SETTINGS = {
 }
 
 
-def measure_backend(backend, models, precisions):
+def measure_backend(backend, models, precisions, patch_size=32, batch_size=64):
     """Rows for the current process's backend (called in the child process)."""
     import keras
 
@@ -44,7 +44,13 @@ def measure_backend(backend, models, precisions):
     for model in models:
         for (jit, fast_conv), precision in itertools.product(SETTINGS[backend], precisions):
             row = measure_throughput(
-                model, images, jit_compile=jit, fast_torch_conv=fast_conv, precision=precision
+                model,
+                images,
+                batch_size=batch_size,
+                patch_size=patch_size,
+                jit_compile=jit,
+                fast_torch_conv=fast_conv,
+                precision=precision,
             )
             rows.append({"backend": keras.backend.backend(), **row})
             shown = precision if precision != "auto" else f"auto={row['precision']}"
@@ -63,13 +69,14 @@ SINGLE_THREAD = {
 }
 
 
-def run_children(backend, processes, models, precisions):
+def run_children(backend, processes, models, precisions, shape=("32", "64")):
     """Rows from `processes` concurrent child processes measuring `backend` (None if one failed)."""
     env = {**os.environ, "KERAS_BACKEND": backend, **(SINGLE_THREAD if processes > 1 else {})}
     command = [sys.executable, "-m", "experiments.throughput", "--child", backend]
     children = [
         subprocess.Popen(
-            [*command, "--models", ",".join(models), "--precisions", ",".join(precisions)],
+            [*command, "--models", ",".join(models), "--precisions", ",".join(precisions)]
+            + ["--patch-size", shape[0], "--batch-size", shape[1]],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -117,6 +124,8 @@ def main(argv=None):
         default="auto,float32",
         help="Keras dtype policies, e.g. float32,mixed_bfloat16; auto = what training picks here",
     )
+    parser.add_argument("--patch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default="results/training/throughput.json")
     args = parser.parse_args(argv)
     if args.processes < 1:
@@ -130,20 +139,23 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown precisions {unknown}; valid: {list(PRECISIONS)}")
     if args.child:
-        print("ROWS " + json.dumps(measure_backend(args.child, models, precisions)))
+        rows = measure_backend(args.child, models, precisions, args.patch_size, args.batch_size)
+        print("ROWS " + json.dumps(rows))
         return 0
     rows = []
     for backend in args.backends.split(","):
         if backend not in SETTINGS:
             print(f"throughput: error: unknown backend {backend!r}", file=sys.stderr)
             return 1
-        found = run_children(backend, args.processes, models, precisions)
+        shape = (str(args.patch_size), str(args.batch_size))
+        found = run_children(backend, args.processes, models, precisions, shape)
         if found is None:
             return 1
         rows += found
     report = {
         "command": " ".join(["python -m experiments.throughput", *(argv or sys.argv[1:])]),
-        "data": "BSDS300 train (200 images), random 32x32 patches, sigma 0.1",
+        "data": f"BSDS300 train (200 images), random {args.patch_size}x{args.patch_size} patches, "
+        f"batch {args.batch_size}, sigma 0.1",
         "machine": machine_description(),
         "rows": rows,
     }
