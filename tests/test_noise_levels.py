@@ -1,0 +1,34 @@
+import json
+
+import numpy as np
+from PIL import Image
+
+from experiments import noise_levels
+from keras_resunet.models import build_resunet
+from tests.conftest import smooth_image
+
+
+def test_quick_noise_level_report(tmp_path):
+    root = tmp_path / "data"
+    for folder in ("CBSD68", "BSDS300/images/test"):
+        (root / folder).mkdir(parents=True)
+        for index in range(2):
+            image = np.round(smooth_image(40, 48, seed=index) * 255).astype(np.uint8)
+            Image.fromarray(image).save(root / folder / f"{index}.png")
+    build_resunet(base_filters=4, depth=2, noise_level_map=True).save(tmp_path / "nm.keras")
+    build_resunet(base_filters=4, depth=2).save(tmp_path / "plain.keras")
+    out = tmp_path / "out"
+    args = ["--model", str(tmp_path / "nm.keras"), "--reference", str(tmp_path / "plain.keras")]
+    args += ["--data-root", str(root), "--out", str(out), "--quick"]
+    assert noise_levels.main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    known = summary["known_sigma"]["noise_map"]
+    assert known["CBSD68@15"]["psnr"] > known["CBSD68@50"]["psnr"]
+    estimated = summary["sigma_mismatch_cbsd68"]["25/estimated"]["sigma_estimated_mean_255"]
+    assert 15 < estimated < 40  # smooth images: the wavelet estimate finds the added noise
+    readme = (out / "README.md").read_text()
+    assert f"| 25 | {known['CBSD68@25']['psnr']:.2f} |" in readme
+    assert (out / "psnr_vs_sigma.png").is_file()
+    assert noise_levels.main([*args[:2], "--reference", "nlm", *args[4:]]) == 0  # any denoiser
+    plain = ["--model", str(tmp_path / "plain.keras"), *args[2:]]
+    assert noise_levels.main(plain) == 1  # a model without a noise-level input is refused
