@@ -205,7 +205,7 @@ def test_sigkill_then_resume_finishes_the_planned_steps(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(RUN_SCRIPT.format(root=str(ROOT), tiny=TINY))
     run = tmp_path / "run"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
     process = subprocess.Popen(
         [sys.executable, str(script), str(run)],
         env=env,
@@ -263,7 +263,7 @@ TWO_DEVICES_SCRIPT = textwrap.dedent(
 def test_two_logical_cpus_give_the_same_loss_curve_as_one(tmp_path):
     script = tmp_path / "two.py"
     script.write_text(TWO_DEVICES_SCRIPT.format(root=str(ROOT), tiny=TINY))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
     result = subprocess.run(
         [sys.executable, str(script), str(tmp_path)],
         env=env,
@@ -339,7 +339,12 @@ def test_two_workers_on_localhost_train_to_the_same_weights(tmp_path):
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps(tf_config),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "KERAS_BACKEND": "tensorflow",
+        }
         processes.append(
             subprocess.Popen(
                 [sys.executable, str(script), str(tmp_path / f"worker{index}")],
