@@ -92,6 +92,7 @@ def _export(args):
         quantizations=tuple(args.quantize.split(",")),
         fixed_size=parse_size(args.fixed_size) if args.fixed_size else None,
         overwrite=args.overwrite,
+        io=args.io,
     )
     if args.representative_data and not Path(args.representative_data).is_dir():
         raise FileNotFoundError(
@@ -233,6 +234,9 @@ def build_parser():
     export.add_argument("--quantize", default="none", help="none,fp16,dynamic,int8 (TFLite)")
     export.add_argument("--fixed-size", help="HxW: static TFLite input for GPU/NPU delegates")
     export.add_argument("--representative-data", help="image folder for int8 calibration")
+    export.add_argument(
+        "--io", default="float32", choices=("float32", "uint8"), help="tensor type in and out"
+    )
     export.add_argument(
         "--overwrite", action="store_true", help="replace an earlier export in --out"
     )

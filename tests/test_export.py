@@ -268,3 +268,23 @@ def test_non_restoration_models_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not an image-to-image model"):
         export_model(tmp_path / "classifier.keras", tmp_path / "e", ExportOptions(("onnx",)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.keras"]
+
+
+def test_uint8_io_takes_and_gives_camera_bytes(tmp_path):
+    build_resunet(**TINY, noise_level_map=True).save(tmp_path / "nm.keras")
+    options = ExportOptions(("savedmodel", "tflite", "onnx"), ("none", "dynamic"), io="uint8")
+    report = export_model(
+        tmp_path / "nm.keras", tmp_path / "e", options, check_images=CHECK_IMAGES, log=lambda _: 0
+    )
+    assert report["io"] == "uint8"
+    for artifact in report["artifacts"]:
+        limit = 1 / 255 + 1e-6 if artifact["quantization"] == "none" else 4 / 255
+        assert artifact["checks"]["max_abs_diff"] <= limit, artifact
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 37, 53, 4), dtype=np.uint8)
+    for name in ("model_float32.tflite", "model.onnx", "savedmodel"):
+        out = Runner(tmp_path / "e" / name)(pixels)
+        assert out.dtype == np.uint8 and out.shape == (1, 37, 53, 3), name
+    sidecar = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
+    assert sidecar["input"]["dtype"] == "uint8" and "sigma * 255" in sidecar["input"]["channels"]
+    with pytest.raises(ValueError, match="int8 quantization with uint8 I/O"):
+        ExportOptions(quantizations=("int8",), io="uint8")

@@ -32,6 +32,7 @@ from keras_resunet.export.output_folder import (
 from keras_resunet.export.runtimes import Runner
 
 FORMATS = ("savedmodel", "tflite", "onnx")
+IOS = ("float32", "uint8")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 FLOAT_TOLERANCE = 1e-4
 CHECK_SIZES = ((1, 32, 32), (1, 37, 53), (2, 24, 40))
@@ -54,6 +55,9 @@ class ExportOptions:
             (batch 1); SavedModel and ONNX stay dynamic.
         overwrite: replace an existing output folder that holds an earlier export.
         sigma: noise level used to make the degraded check images for the PSNR report.
+        io: "float32" (NHWC in [0, 1]) or "uint8" (0-255 pixels in and out, the scaling,
+            clipping and rounding inside the model: what an app feeding camera bytes wants;
+            a noise-level map channel is then sigma * 255).
     """
 
     formats: tuple = FORMATS
@@ -61,6 +65,7 @@ class ExportOptions:
     fixed_size: tuple | None = None
     overwrite: bool = False
     sigma: float = 0.1
+    io: str = "float32"
 
     def __post_init__(self):
         object.__setattr__(self, "formats", tuple(self.formats))
@@ -72,6 +77,14 @@ class ExportOptions:
             unknown = [value for value in values if value not in valid]
             if unknown or not values:
                 raise ValueError(f"Unknown {what} {unknown or values}. Valid: {list(valid)}")
+        if self.io not in IOS:
+            raise ValueError(f"Unknown io {self.io!r}. Valid: {list(IOS)}")
+        if self.io == "uint8" and "int8" in self.quantizations and "tflite" in self.formats:
+            # the converter's full-integer pass around the uint8 casts loses about 10 dB
+            raise ValueError(
+                "int8 quantization with uint8 I/O is not supported (it loses about 10 dB): "
+                "use --quantize fp16 or dynamic with --io uint8, or int8 with float32 I/O"
+            )
         if self.fixed_size is not None:
             height, width = self.fixed_size
             if height < 1 or width < 1:
@@ -140,19 +153,23 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     model = load_keras_model(model_path)
     channels = model.input_shape[-1]
     check_images = [image for image in check_images if image.shape[-1] == model.output_shape[-1]]
+    codec = _Codec(options.io)
+    if options.io == "uint8":
+        model = _with_uint8_io(model)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         make_readable(scratch)
-        artifacts = _write_artifacts(model, scratch, options, check_images, log)
-        reference = _Reference(model, check_images, options.sigma)
+        artifacts = _write_artifacts(model, scratch, options, check_images, codec, log)
+        reference = _Reference(model, check_images, options.sigma, codec)
         for artifact in artifacts:
             artifact.checks = _verify(artifact, scratch, reference, options, log)
         report = {
             "source_model": str(model_path),
             "source_sha256": _sha256(model_path),
             "tools": {tool: _version(tool) for tool in _TOOLS},
-            "float_tolerance": FLOAT_TOLERANCE,
+            "float_tolerance": codec.tolerance,
+            "io": options.io,
             "onnx_opset": ONNX_OPSET,
             "artifacts": [asdict(artifact) for artifact in artifacts],
         }
@@ -161,7 +178,10 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
                 **{k: v for k, v in report.items() if k != "artifacts"},
                 **asdict(artifact),
                 "input": _input_spec(artifact, channels, options, _takes_noise_map(model)),
-                "output": "restored image, same shape as the input, float32, [0, 1] nominal",
+                "output": (
+                    "restored image, same height and width as the input, "
+                    + ("uint8, 0-255" if options.io == "uint8" else "float32, [0, 1] nominal")
+                ),
             }
             (scratch / f"{artifact.path}.json").write_text(json.dumps(sidecar, indent=2))
         (scratch / REPORT).write_text(json.dumps(report, indent=2))
@@ -172,12 +192,42 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     return report
 
 
-def _write_artifacts(model, folder, options, check_images, log):
+def _with_uint8_io(model):
+    """`model` behind uint8 input and output tensors (scaling, clipping, rounding inside)."""
+    import keras
+
+    from keras_resunet.models.layers import FromUint8, ToUint8
+
+    inputs = keras.Input((None, None, model.input_shape[-1]), dtype="uint8", name="image")
+    outputs = ToUint8(name="to_uint8")(model(FromUint8(name="from_uint8")(inputs)))
+    return keras.Model(inputs, outputs, name=f"{model.name}_uint8")
+
+
+class _Codec:
+    """How float32 images in [0, 1] become an artifact's input and its output becomes float32
+    again, and how far from Keras a float artifact may then be (one level for uint8 I/O)."""
+
+    def __init__(self, io):
+        self.io = io
+        self.tolerance = FLOAT_TOLERANCE if io == "float32" else 1 / 255 + 1e-6
+
+    def encode(self, batch):
+        if self.io == "float32":
+            return np.asarray(batch, np.float32)
+        return np.round(np.clip(batch, 0, 1) * 255).astype(np.uint8)
+
+    def decode(self, batch):
+        batch = np.asarray(batch)
+        return batch.astype(np.float32) / 255 if batch.dtype == np.uint8 else batch
+
+
+def _write_artifacts(model, folder, options, check_images, codec, log):
     import tensorflow as tf
 
     artifacts = []
     channels = model.input_shape[-1]
-    dynamic_spec = tf.TensorSpec((None, None, None, channels), tf.float32, name="image")
+    dtype = tf.uint8 if options.io == "uint8" else tf.float32
+    dynamic_spec = tf.TensorSpec((None, None, None, channels), dtype, name="image")
     if "savedmodel" in options.formats:
         log("writing SavedModel ...")
         model.export(
@@ -189,7 +239,7 @@ def _write_artifacts(model, folder, options, check_images, log):
         artifacts.append(Artifact("savedmodel", "savedmodel", "none"))
     if "tflite" in options.formats:
         if options.fixed_size:
-            spec = tf.TensorSpec((1, *options.fixed_size, channels), tf.float32, name="image")
+            spec = tf.TensorSpec((1, *options.fixed_size, channels), dtype, name="image")
         else:
             spec = dynamic_spec
         with tempfile.TemporaryDirectory() as source:
@@ -198,7 +248,7 @@ def _write_artifacts(model, folder, options, check_images, log):
                 name = f"model_{'float32' if quantization == 'none' else quantization}.tflite"
                 log(f"converting TFLite ({quantization}) ...")
                 data = _convert_tflite(
-                    source, quantization, check_images, spec, _takes_noise_map(model)
+                    source, quantization, check_images, spec, _takes_noise_map(model), codec
                 )
                 (folder / name).write_bytes(data)
                 artifacts.append(Artifact(name, "tflite", quantization))
@@ -230,7 +280,7 @@ def _model_input(degraded, sigma, noise_map):
     return np.concatenate([degraded, level], axis=-1)
 
 
-def _convert_tflite(saved_model_dir, quantization, check_images, spec, noise_map):
+def _convert_tflite(saved_model_dir, quantization, check_images, spec, noise_map, codec):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -242,14 +292,14 @@ def _convert_tflite(saved_model_dir, quantization, check_images, spec, noise_map
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = _representative(check_images, spec, noise_map)
+        converter.representative_dataset = _representative(check_images, spec, noise_map, codec)
     try:
         return converter.convert()
     except Exception as error:
         raise ExportError(f"TFLite conversion ({quantization}) failed: {error}") from error
 
 
-def _representative(images, spec, noise_map, count=64, size=64):
+def _representative(images, spec, noise_map, codec, count=64, size=64):
     """Calibration samples: seeded crops of the check images (the fixed size when there is one),
     noisy at sigma 0.1, or at levels across 0-75/255 for a noise-level-map model."""
     height, width = (spec.shape[1], spec.shape[2]) if spec.shape[1] else (size, size)
@@ -265,7 +315,7 @@ def _representative(images, spec, noise_map, count=64, size=64):
             crop = image[top : top + height, left : left + width]
             sigma = rng.uniform(0, 75 / 255) if noise_map else 0.1
             noisy = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
-            yield [_model_input(noisy, sigma, noise_map)[None].astype(np.float32)]
+            yield [codec.encode(_model_input(noisy, sigma, noise_map)[None])]
 
     return generate
 
@@ -273,8 +323,9 @@ def _representative(images, spec, noise_map, count=64, size=64):
 class _Reference:
     """The Keras model's outputs, computed once, for comparing every artifact."""
 
-    def __init__(self, model, check_images, sigma):
+    def __init__(self, model, check_images, sigma, codec):
         self.model = model
+        self.codec = codec
         rng = np.random.default_rng(0)
         self.clean = [image[:256, :256] for image in check_images[:4]]
         degraded = [
@@ -284,9 +335,11 @@ class _Reference:
         self.cache = {}
 
     def keras(self, batch):
+        """The Keras model's output for a float32 batch in [0, 1], as float32."""
+        batch = self.codec.encode(batch)
         key = (batch.shape, hash(batch.tobytes()))
         if key not in self.cache:
-            self.cache[key] = self.model.predict(batch, verbose=0)
+            self.cache[key] = self.codec.decode(self.model.predict(batch, verbose=0))
         return self.cache[key]
 
 
@@ -304,10 +357,15 @@ def _verify(artifact, folder, reference, options, log):
     fixed = options.fixed_size if artifact.format == "tflite" else None
     batches = _check_batches(channels, fixed)
     batches += [d[None] for d in reference.degraded if not fixed or d.shape[:2] == tuple(fixed)]
+    codec = reference.codec
+
+    def run(batch):
+        return codec.decode(runner(codec.encode(batch)))
+
     differences = []
     for batch in batches:
         expected = reference.keras(batch)
-        actual = runner(batch)
+        actual = run(batch)
         if actual.shape != expected.shape:
             raise ExportError(
                 f"{artifact.path}: output shape {actual.shape} != Keras {expected.shape}"
@@ -323,7 +381,7 @@ def _verify(artifact, folder, reference, options, log):
             for d, c in zip(reference.degraded, reference.clean)
         ]
         artifact_psnr = [
-            float(psnr(runner(d[None])[0], c)) for d, c in zip(reference.degraded, reference.clean)
+            float(psnr(run(d[None])[0], c)) for d, c in zip(reference.degraded, reference.clean)
         ]
         checks["psnr_keras"] = float(np.mean(keras_psnr))
         checks["psnr_artifact"] = float(np.mean(artifact_psnr))
@@ -336,10 +394,10 @@ def _verify(artifact, folder, reference, options, log):
             else ""
         )
     )
-    if artifact.quantization == "none" and checks["max_abs_diff"] > FLOAT_TOLERANCE:
+    if artifact.quantization == "none" and checks["max_abs_diff"] > codec.tolerance:
         raise ExportError(
             f"{artifact.path}: max abs difference {checks['max_abs_diff']:.3g} from the Keras "
-            f"model exceeds {FLOAT_TOLERANCE}"
+            f"model exceeds {codec.tolerance:.3g}"
         )
     return checks
 
@@ -349,9 +407,11 @@ def _input_spec(artifact, channels, options, noise_map):
         shape = [1, *options.fixed_size, channels]
     else:
         shape = [-1, -1, -1, channels]
-    spec = {"shape": shape, "layout": "NHWC", "dtype": "float32", "range": [0.0, 1.0]}
+    spec = {"shape": shape, "layout": "NHWC", "dtype": options.io}
+    spec["range"] = [0, 255] if options.io == "uint8" else [0.0, 1.0]
     if noise_map:
-        spec["channels"] = "image, then a constant noise-level map (sigma on the [0, 1] scale)"
+        scale = "sigma * 255" if options.io == "uint8" else "sigma on the [0, 1] scale"
+        spec["channels"] = f"image, then a constant noise-level map ({scale})"
     return spec
 
 

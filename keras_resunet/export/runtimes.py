@@ -10,7 +10,8 @@ import numpy as np
 
 
 class Runner:
-    """Callable `batch (N, H, W, C) float32 -> restored batch` for one artifact."""
+    """Callable `batch (N, H, W, C) float32 -> restored batch` for one artifact (uint8 batches
+    pass as uint8, for artifacts with integer I/O)."""
 
     def __init__(self, path, threads=None):
         self.path = Path(path)
@@ -19,7 +20,8 @@ class Runner:
         self._run = getattr(self, f"_load_{self.kind}")()
 
     def __call__(self, batch):
-        return self._run(np.ascontiguousarray(batch, dtype=np.float32))
+        dtype = np.uint8 if np.asarray(batch).dtype == np.uint8 else np.float32
+        return self._run(np.ascontiguousarray(batch, dtype=dtype))
 
     def _load_keras(self):
         from keras_resunet.denoisers import load_model

@@ -162,3 +162,26 @@ class ImageChannels(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FromUint8(keras.layers.Layer):
+    """uint8 pixels (0-255) to float32 in [0, 1]: the front of a model with integer I/O."""
+
+    def call(self, x):
+        return ops.cast(x, "float32") / 255.0
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype="float32")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ToUint8(keras.layers.Layer):
+    """float32 in [0, 1] to uint8 pixels, clipped and rounded: the back of a model with integer
+    I/O."""
+
+    def call(self, x):
+        return ops.cast(ops.round(ops.clip(x, 0.0, 1.0) * 255.0), "uint8")
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype="uint8")
