@@ -605,3 +605,16 @@ def test_warm_start_refuses_a_different_model(tmp_path):
         warm_start(build_resunet(**TINY), tmp_path / "unet.keras")
     with pytest.raises(TrainingError, match="not found"):
         warm_start(build_resunet(**TINY), tmp_path / "missing.keras")
+
+
+def test_a_resumed_run_keeps_the_init_from_it_started_with(tmp_path):
+    from keras_resunet.models import build_resunet
+
+    build_resunet(**TINY).save(tmp_path / "a.keras")
+    build_resunet(**TINY).save(tmp_path / "b.keras")
+    run = tmp_path / "run"
+    train(tiny_config(steps=10, init_from=str(tmp_path / "a.keras")), run, images=IMAGES, log=print)
+    later = tiny_config(steps=20, init_from=str(tmp_path / "b.keras"))
+    train(later, run, images=IMAGES, log=lambda _: 0)
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["init_from"] == str(tmp_path / "a.keras") and stored["steps"] == 20

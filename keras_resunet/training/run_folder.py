@@ -60,8 +60,9 @@ _RESUMABLE_KEYS = ("steps", "init_from")
 
 def check_or_write_config(config, out_dir):
     """A resumed run must have the config it started with, except `steps` (extending a run is
-    allowed) and `init_from`; the stored config is updated to the new step count. Keys added to `TrainConfig`
-    after a run started count as their defaults."""
+    allowed) and `init_from` (it only matters before the first checkpoint; the stored one, what
+    the run did start from, is kept). The stored config is updated to the new step count. Keys
+    added to `TrainConfig` after a run started count as their defaults."""
     path = out_dir / "config.json"
     resolved = json.loads(json.dumps(config.to_dict()))
     resolved["precision"] = resolve_precision(resolved["precision"])  # what this run trains in
@@ -71,7 +72,6 @@ def check_or_write_config(config, out_dir):
         if "mixed_precision" in previous:  # runs started before `precision` replaced it
             legacy = previous.pop("mixed_precision")
             previous["precision"] = "mixed_float16" if legacy else "float32"
-        # `steps` may grow (extending a run); `init_from` only matters before the first checkpoint
         for values in (previous, resolved):
             # what "auto" means on this machine, so a run may switch between it and its value
             values["precision"] = resolve_precision(values.get("precision", "float32"))
@@ -85,6 +85,7 @@ def check_or_write_config(config, out_dir):
             raise TrainingError(
                 f"{out_dir} holds a run with a different config ({changed}); use a new folder"
             )
+        resolved["init_from"] = previous.get("init_from")
     write_text_atomically(path, json.dumps(resolved, indent=2))
     if (out_dir / "run.json").is_file():
         return
