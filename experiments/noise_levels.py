@@ -47,6 +47,7 @@ def _evaluate(denoiser, images, names, sigma, clip_fraction=0.0, given=None):
 
 def _summary(result):
     return {
+        "images": result["n_images"],
         "psnr": round(result["psnr"], 3),
         "ssim": round(result["ssim"], 4),
         "seconds_per_megapixel": round(result["seconds_per_megapixel"], 3),

@@ -42,7 +42,7 @@ def main(argv=None):
     return 0
 
 
-IMAGES = {"CBSD68": 68, "BSDS300": 100}
+TEST_SETS = ("CBSD68", "BSDS300")
 
 
 def noise_level_records(path, sigmas=(15, 25, 50)):
@@ -60,13 +60,13 @@ def noise_level_records(path, sigmas=(15, 25, 50)):
             task="denoise",
             dataset=f"{dataset}, sigma {sigma}/255",
             sigma=sigma / 255,
-            n_images=IMAGES[dataset],
+            n_images=rows[f"{dataset}@{sigma}"]["images"],
             psnr=rows[f"{dataset}@{sigma}"]["psnr"],
             ssim=rows[f"{dataset}@{sigma}"]["ssim"],
             machine=summary["machine"],
             command=summary["command"],
         )
-        for dataset in IMAGES
+        for dataset in TEST_SETS
         for sigma in sigmas
         if f"{dataset}@{sigma}" in rows
     ]

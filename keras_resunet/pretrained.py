@@ -179,12 +179,15 @@ def ship(run_dir, name, records, command, note=""):
             f"Gaussian noise of sigma {low * 255:.0f}-{high * 255:.0f}/255 on [0, 1] images, "
             "the sigma given as a constant extra input channel"
         )
-    warm = ""
+    steps, seconds, warm = progress["steps"], progress["train_seconds"], ""
     if progress.get("init_from"):
+        steps -= progress["init_steps"]
+        seconds -= progress["init_seconds"]
         warm = (
-            f"\n  (of which {progress['init_steps']:,} steps, "
-            f"{progress['init_seconds'] / 60:.0f} min, were the training of `{progress['init_from']}`"
-            ", whose weights started this run)"
+            f",\n  on top of the {progress['init_steps']:,} steps "
+            f"({progress['init_seconds'] / 60:.0f} min) of `{progress['init_from']}`, whose "
+            f"weights started it: {progress['steps']:,} steps, "
+            f"{progress['train_seconds'] / 60:.0f} min in all"
         )
     card = f"""# {name}
 
@@ -195,8 +198,8 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
 - Task: {config["task"]}, {noise} ({clipped}){blur}
 - Training data: {config["train_data"]} ({config["patch_size"]}x{config["patch_size"]} random
   patches with flips/rotations, degraded on the fly)
-- Budget: {progress["steps"]:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
-  ({config["lr_schedule"]}){trained_in}, {progress["train_seconds"] / 60:.0f} min of training on
+- Budget: {steps:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
+  ({config["lr_schedule"]}){trained_in}, {seconds / 60:.0f} min of training on
   {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend{warm}
 - Trained by: `{provenance["command"]}`; config in
   `{run_dir / "config.json"}` when the run folder is present, and in `experiments/configs/`.
