@@ -60,11 +60,11 @@ class Runner:
         options = onnxruntime.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
-        session = onnxruntime.InferenceSession(
+        runtime = onnxruntime.InferenceSession(
             str(self.path), options, providers=["CPUExecutionProvider"]
         )
-        name = session.get_inputs()[0].name
-        return lambda batch: session.run(None, {name: batch})[0]
+        name = runtime.get_inputs()[0].name
+        return lambda batch: runtime.run(None, {name: batch})[0]
 
 
 def _kind(path):
