@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import common
 from keras_resunet import degradations, evaluation, experiment, results
 from keras_resunet.inference import load_denoiser
 from keras_resunet.io import write_text_atomically
@@ -336,10 +337,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="3 images, 3 levels, no classical")
     args = parser.parse_args(argv)
     start = time.time()
-    try:
-        run(args)
-    except (ValueError, OSError) as error:
-        print(f"noise_levels: error: {error}", file=sys.stderr)
+    if common.run_script("noise_levels", run, args):
         return 1
     print(f"done in {time.time() - start:.0f} s")
     return 0
