@@ -53,6 +53,11 @@ def _centred_kernel(kernel, height, width):
     return np.roll(padded, (-(kh // 2), -(kw // 2)), axis=(0, 1))
 
 
+# A noise level estimated on a clean or flat image can be 0, where both methods divide by it:
+# they then restore for this small level instead.
+MIN_SIGMA = 0.5 / 255
+
+
 class NLMDenoiser(Denoiser):
     """Non-local means for a known sigma (after Wiener deconvolution when `kernel` is given).
 
@@ -93,7 +98,7 @@ class NLMDenoiser(Denoiser):
     def restore_one(self, image):
         from skimage.restoration import denoise_nl_means
 
-        sigma = self.sigma
+        sigma = max(self.sigma, MIN_SIGMA)
         if self.kernel is not None:
             # Deconvolution amplifies the noise by a known factor: NLM gets the amplified sigma.
             image, noise_gain = wiener_deconvolve(image, self.kernel, self.wiener_balance)
@@ -157,18 +162,19 @@ class BM3DDenoiser(Denoiser):
             # bm4d 4.2.5 (the newest, used by bm3d's deblurring) still calls np.trapz, which
             # numpy 2.4 removed; np.trapezoid is the same function under its new name.
             np.trapz = np.trapezoid
+        sigma = max(self.sigma, MIN_SIGMA)
         if self.kernel is not None:
             restored = np.stack(
                 [
-                    _bm3d_deblur_channel(image[..., c], self.sigma, self.kernel, self.profile)
+                    _bm3d_deblur_channel(image[..., c], sigma, self.kernel, self.profile)
                     for c in range(image.shape[-1])
                 ],
                 axis=-1,
             )
         elif image.shape[-1] == 3:
-            restored = bm3d.bm3d_rgb(image, self.sigma, profile=self.profile)
+            restored = bm3d.bm3d_rgb(image, sigma, profile=self.profile)
         else:
-            restored = bm3d.bm3d(image[..., 0], self.sigma, profile=self.profile)[..., None]
+            restored = bm3d.bm3d(image[..., 0], sigma, profile=self.profile)[..., None]
         return np.asarray(restored, dtype=np.float32).reshape(image.shape)
 
 
