@@ -99,6 +99,8 @@ class NLMDenoiser(Denoiser):
         from skimage.restoration import denoise_nl_means
 
         sigma = max(self.sigma, MIN_SIGMA)
+        if np.ptp(image) == 0:
+            return image.copy()  # bm3d's colour transform divides by the range: NaN for flat
         if self.kernel is not None:
             # Deconvolution amplifies the noise by a known factor: NLM gets the amplified sigma.
             image, noise_gain = wiener_deconvolve(image, self.kernel, self.wiener_balance)
@@ -163,6 +165,8 @@ class BM3DDenoiser(Denoiser):
             # numpy 2.4 removed; np.trapezoid is the same function under its new name.
             np.trapz = np.trapezoid
         sigma = max(self.sigma, MIN_SIGMA)
+        if np.ptp(image) == 0:
+            return image.copy()  # bm3d's colour transform divides by the range: NaN for flat
         if self.kernel is not None:
             restored = np.stack(
                 [

@@ -91,3 +91,11 @@ def test_every_offered_bm3d_profile_runs_on_color_and_gray(profile):
         restored = baselines.BM3DDenoiser(0.1, profile=profile)(degraded[None])[0]
         gain = float(metrics.psnr(restored, clean)) - float(metrics.psnr(degraded, clean))
         assert gain > 3.0, f"profile {profile}, {channels} channels: {gain:.2f} dB"
+
+
+def test_a_zero_noise_level_and_a_flat_image_give_finite_output():
+    from keras_resunet.baselines import BM3DDenoiser, NLMDenoiser
+
+    flat = np.full((1, 32, 32, 3), 0.4, np.float32)
+    for denoiser in (NLMDenoiser(0.1).at_sigma(0.0), BM3DDenoiser(0.1).at_sigma(0.0)):
+        np.testing.assert_allclose(denoiser(flat), flat, atol=1e-6)
