@@ -180,7 +180,7 @@ def restore_files(inputs, output, options=RestoreOptions(), log=print):
             log(_progress_line(index + 1, total, result))
     except (KeyboardInterrupt, SystemExit) as stop:
         current = results[-1] if results else None
-        if current is not None and current.output is None and not current.error:
+        if current is not None and not (current.output or current.error or current.skipped):
             current.error = "interrupted before its output was written"
         raise RestoreInterrupted(results, stop) from None
     return results
