@@ -62,10 +62,11 @@ PRETRAINED = {
     ),
 }
 
-# What `resunet denoise` uses when no model is named: a ResUNet, the best shipped one per task
-# (results/<task>/README.md).
+# What `resunet denoise` uses when no model is named: a ResUNet, the best shipped one per task.
+# For denoising, the noise-level-map model: any sigma, and ahead of the sigma-0.1 model at 0.1
+# (results/noise_levels/README.md).
 DEFAULT_FOR_TASK = {
-    "denoise": "resunet-strong-denoise",
+    "denoise": "resunet-noise-map",
     "deblur_denoise": "resunet-strong-deblur-denoise",
 }
 

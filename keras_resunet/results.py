@@ -96,7 +96,7 @@ def line_plot(path, series, x_label, y_label, title=""):
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    width, height, left, right, top, bottom = 720, 440, 64, 190, 34, 48
+    width, height, left, right, top, bottom = 860, 440, 64, 300, 34, 48
     points = [point for values in series.values() for point in values]
     xs, ys = [x for x, _ in points], [y for _, y in points]
     x0, x1 = min(xs), max(xs)
@@ -134,7 +134,7 @@ def line_plot(path, series, x_label, y_label, title=""):
             width=2,
         )
         draw.text((width - right + 38, legend_y), name, fill="black", font=font)
-    draw.text((left, 10), title, fill="black", font=font)
+    draw.text((left + 90, 10), title, fill="black", font=font)
     draw.text(((width - right + left) // 2 - 40, height - 22), x_label, fill="black", font=font)
     draw.text((6, 10), y_label, fill="black", font=font)
     with atomic_write(path, suffix=".png") as temporary:

@@ -31,7 +31,10 @@ def test_demo_uses_the_shipped_model_and_compares_with_nlm(tmp_path, monkeypatch
     monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path / "models"))
     (tmp_path / "models").mkdir()
     default = pretrained.DEFAULT_FOR_TASK["denoise"]
-    build_resunet(base_filters=4, depth=2).save(tmp_path / "models" / f"{default}.keras")
+    noise_map = pretrained.PRETRAINED[default].sigma is None
+    build_resunet(base_filters=4, depth=2, noise_level_map=noise_map).save(
+        tmp_path / "models" / f"{default}.keras"
+    )
     lines = []
     table = run_demo(DemoConfig(output=str(tmp_path / "out")), log=lines.append)
     assert f"shipped model {default} " in lines[0]

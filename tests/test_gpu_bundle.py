@@ -28,7 +28,7 @@ def test_the_bundle_trains_from_its_own_folder(data_root, tmp_path):
         out, "experiments/configs/resunet_noise_map.yaml", data_root, "3.12", wheels=False
     )
     assert size < gpu_bundle.MAX_BYTES
-    assert (out / "project" / "saved_models" / "resunet-strong-denoise.keras").is_file()
+    assert (out / "project" / "saved_models" / "resunet-noise-map.keras").is_file()
     assert sorted(p.name for p in (out / "data" / "BSDS300" / "images" / "train").iterdir()) == [
         "0.png",
         "1.png",
@@ -47,7 +47,7 @@ def test_the_bundle_trains_from_its_own_folder(data_root, tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "starting" in result.stdout and "resunet-strong-denoise.keras" in result.stdout
+    assert "starting" in result.stdout and "resunet-noise-map.keras" in result.stdout
     run = out / "runs" / "resunet_noise_map"
     import keras_resunet.models  # noqa: F401
 
