@@ -23,6 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_resunet.export.inputs import (
+    FLOAT_TOLERANCE as FLOAT_TOLERANCE,
+)
+from keras_resunet.export.inputs import (
+    Codec,
+    model_input,
+    takes_noise_map,
+    with_uint8_io,
+)
 from keras_resunet.export.output_folder import (
     REPORT,
     check_output_folder,
@@ -34,7 +43,6 @@ from keras_resunet.export.runtimes import Runner
 FORMATS = ("savedmodel", "tflite", "onnx")
 IOS = ("float32", "uint8")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
-FLOAT_TOLERANCE = 1e-4
 CHECK_SIZES = ((1, 32, 32), (1, 37, 53), (2, 24, 40))
 ONNX_OPSET = 18
 _TOOLS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
@@ -153,9 +161,9 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     model = load_keras_model(model_path)
     channels = model.input_shape[-1]
     check_images = [image for image in check_images if image.shape[-1] == model.output_shape[-1]]
-    codec = _Codec(options.io)
+    codec = Codec(options.io)
     if options.io == "uint8":
-        model = _with_uint8_io(model)
+        model = with_uint8_io(model)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -177,7 +185,7 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
             sidecar = {
                 **{k: v for k, v in report.items() if k != "artifacts"},
                 **asdict(artifact),
-                "input": _input_spec(artifact, channels, options, _takes_noise_map(model)),
+                "input": _input_spec(artifact, channels, options, takes_noise_map(model)),
                 "output": (
                     "restored image, same height and width as the input, "
                     + ("uint8, 0-255" if options.io == "uint8" else "float32, [0, 1] nominal")
@@ -190,35 +198,6 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return report
-
-
-def _with_uint8_io(model):
-    """`model` behind uint8 input and output tensors (scaling, clipping, rounding inside)."""
-    import keras
-
-    from keras_resunet.models.layers import FromUint8, ToUint8
-
-    inputs = keras.Input((None, None, model.input_shape[-1]), dtype="uint8", name="image")
-    outputs = ToUint8(name="to_uint8")(model(FromUint8(name="from_uint8")(inputs)))
-    return keras.Model(inputs, outputs, name=f"{model.name}_uint8")
-
-
-class _Codec:
-    """How float32 images in [0, 1] become an artifact's input and its output becomes float32
-    again, and how far from Keras a float artifact may then be (one level for uint8 I/O)."""
-
-    def __init__(self, io):
-        self.io = io
-        self.tolerance = FLOAT_TOLERANCE if io == "float32" else 1 / 255 + 1e-6
-
-    def encode(self, batch):
-        if self.io == "float32":
-            return np.asarray(batch, np.float32)
-        return np.round(np.clip(batch, 0, 1) * 255).astype(np.uint8)
-
-    def decode(self, batch):
-        batch = np.asarray(batch)
-        return batch.astype(np.float32) / 255 if batch.dtype == np.uint8 else batch
 
 
 def _write_artifacts(model, folder, options, check_images, codec, log):
@@ -248,7 +227,7 @@ def _write_artifacts(model, folder, options, check_images, codec, log):
                 name = f"model_{'float32' if quantization == 'none' else quantization}.tflite"
                 log(f"converting TFLite ({quantization}) ...")
                 data = _convert_tflite(
-                    source, quantization, check_images, spec, _takes_noise_map(model), codec
+                    source, quantization, check_images, spec, takes_noise_map(model), codec
                 )
                 (folder / name).write_bytes(data)
                 artifacts.append(Artifact(name, "tflite", quantization))
@@ -266,18 +245,6 @@ def _write_artifacts(model, folder, options, check_images, codec, log):
             raise ExportError(f"ONNX conversion failed: {error}") from error
         artifacts.append(Artifact("model.onnx", "onnx", "none"))
     return artifacts
-
-
-def _takes_noise_map(model):
-    return model.input_shape[-1] == model.output_shape[-1] + 1
-
-
-def _model_input(degraded, sigma, noise_map):
-    """`degraded` (H, W, C) as the model's input: with a noise-level channel when it takes one."""
-    if not noise_map:
-        return degraded
-    level = np.full((*degraded.shape[:-1], 1), sigma, np.float32)
-    return np.concatenate([degraded, level], axis=-1)
 
 
 def _convert_tflite(saved_model_dir, quantization, check_images, spec, noise_map, codec):
@@ -315,7 +282,7 @@ def _representative(images, spec, noise_map, codec, count=64, size=64):
             crop = image[top : top + height, left : left + width]
             sigma = rng.uniform(0, 75 / 255) if noise_map else 0.1
             noisy = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
-            yield [codec.encode(_model_input(noisy, sigma, noise_map)[None])]
+            yield [codec.encode(model_input(noisy, sigma, noise_map)[None])]
 
     return generate
 
@@ -331,7 +298,7 @@ class _Reference:
         degraded = [
             image + rng.normal(0, sigma, image.shape).astype(np.float32) for image in self.clean
         ]
-        self.degraded = [_model_input(d, sigma, _takes_noise_map(model)) for d in degraded]
+        self.degraded = [model_input(d, sigma, takes_noise_map(model)) for d in degraded]
         self.cache = {}
 
     def keras(self, batch):
