@@ -101,35 +101,47 @@ class PerceptualLoss(keras.losses.Loss):
         }
 
 
+PIXEL_LOSSES = ("mse", "l1")
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class RestorationLoss(keras.losses.Loss):
-    """`alpha * MSE + beta * perceptual`; beta = 0 means plain MSE (no VGG is built).
+    """`alpha * pixel + beta * perceptual`; beta = 0 means the pixel loss alone (no VGG is built).
 
     Args:
-        alpha: float, MSE weight (the poster: 100 with the perceptual term, 1 without).
+        alpha: float, pixel-loss weight (the poster: 100 with the perceptual term, 1 without).
         beta: float, perceptual weight.
         perceptual: dict of `PerceptualLoss` arguments (layer_weights, backbone, weights).
+        pixel: "mse" (the poster's) or "l1" (mean absolute error: its gradient does not grow
+            with the error, so strongly degraded images do not dominate a mixed batch).
     """
 
-    def __init__(self, alpha=1.0, beta=0.0, perceptual=None, name="restoration", **kwargs):
+    def __init__(
+        self, alpha=1.0, beta=0.0, perceptual=None, pixel="mse", name="restoration", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
+        if pixel not in PIXEL_LOSSES:
+            raise ValueError(f"Unknown pixel loss {pixel!r}. Valid: {list(PIXEL_LOSSES)}")
+        self.pixel = pixel
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.perceptual_config = dict(perceptual or {})
         self.perceptual = PerceptualLoss(**self.perceptual_config) if self.beta else None
 
     def terms(self, y_true, y_pred):
-        """Per-image loss terms {"mse": ..., "perceptual": ...} before weighting, for logging."""
+        """Per-image loss terms {"mse" or "l1": ..., "perceptual": ...} before weighting."""
         # in float32 whatever the model computed in (a mixed-precision output is 16-bit)
         y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
-        terms = {"mse": ops.mean(ops.square(y_pred - y_true), axis=(1, 2, 3))}
+        error = y_pred - y_true
+        pixel = ops.square(error) if self.pixel == "mse" else ops.abs(error)
+        terms = {self.pixel: ops.mean(pixel, axis=(1, 2, 3))}
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual.call(y_true, y_pred)
         return terms
 
     def call(self, y_true, y_pred):
         terms = self.terms(y_true, y_pred)
-        total = self.alpha * terms["mse"]
+        total = self.alpha * terms[self.pixel]
         if self.perceptual is not None:
             total = total + self.beta * terms["perceptual"]
         return total
@@ -140,4 +152,5 @@ class RestorationLoss(keras.losses.Loss):
             "alpha": self.alpha,
             "beta": self.beta,
             "perceptual": self.perceptual_config,
+            "pixel": self.pixel,
         }

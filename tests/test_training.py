@@ -596,6 +596,32 @@ def test_warm_start_adds_a_noise_map_channel_that_changes_nothing_at_first(tmp_p
         )
 
 
+def test_warm_start_grows_a_model_wider_without_changing_it_and_the_new_features_learn(tmp_path):
+    from keras_resunet.models import build_resunet
+    from keras_resunet.training import warm_start
+
+    keras.utils.set_random_seed(1)
+    source = build_resunet(**TINY)
+    source.save(tmp_path / "narrow.keras")
+    wide_args = {**TINY, "base_filters": 2 * TINY["base_filters"], "bottleneck": 1}
+    model = build_resunet(**wide_args, noise_level_map=True)
+    warm_start(model, tmp_path / "narrow.keras")
+    noisy = np.random.default_rng(0).random((2, 24, 40, 3), dtype=np.float32)
+    with_map = np.concatenate([noisy, np.full((2, 24, 40, 1), 0.1, np.float32)], axis=-1)
+    np.testing.assert_allclose(
+        model.predict(with_map, verbose=0), source.predict(noisy, verbose=0), atol=1e-5
+    )
+    head = model.get_layer("resunet_out_conv")
+    narrow = source.get_layer("resunet_out_conv").get_weights()[0].shape[-2]
+    assert not np.any(head.get_weights()[0][:, :, narrow:, :])  # extra features read as zero
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.fit(with_map, noisy * 0.5, epochs=2, verbose=0)
+    assert np.any(head.get_weights()[0][:, :, narrow:, :])  # ... and start to count
+    model.save(tmp_path / "wide.keras")
+    with pytest.raises(TrainingError, match="the model needs"):  # a narrower model: refused
+        warm_start(build_resunet(**TINY, noise_level_map=True), tmp_path / "wide.keras")
+
+
 def test_warm_start_refuses_a_different_model(tmp_path):
     from keras_resunet.models import build_resunet, build_unet
     from keras_resunet.training import warm_start

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from keras_resunet.io import atomic_write
 from keras_resunet.training.run_folder import TrainingError
@@ -42,9 +41,13 @@ class KerasCheckpoints:
 def warm_start(model, path):
     """Copies the weights of the `.keras` model at `path` into `model`, layer by layer by name.
 
-    A conv kernel that has more input channels in `model` (a noise-level-map channel added)
-    gets the source kernel in its first channels and zeros in the rest, so the warm-started
-    model at first computes exactly what the source model did.
+    `model` may be wider than the source (more input channels: a noise-level-map channel; more
+    filters in some convs): a conv or dense kernel gets the source kernel in its leading input
+    and output channels, zeros for the extra inputs, and keeps its fresh initial values for the
+    extra outputs (biases likewise). Every extra feature is then read with zero weights, so the
+    warm-started model at first computes exactly what the source did, and the extra features
+    still learn (their own weights are random, so the zero weights that read them get
+    gradients).
 
     Raises:
         TrainingError: a missing file, or layers that do not correspond.
@@ -67,20 +70,28 @@ def warm_start(model, path):
         adapted = []
         for target, weight in zip(targets, weights):
             if target.shape != weight.shape:
-                widened = target.ndim == 4 and target.shape[2] > weight.shape[2]
-                if (
-                    not widened
-                    or target.shape[:2] + target.shape[3:] != weight.shape[:2] + weight.shape[3:]
-                ):
-                    raise TrainingError(
-                        f"{path}: layer {layer.name!r} has shape {weight.shape}, "
-                        f"the model needs {target.shape}"
-                    )
-                grown = np.zeros_like(target)
-                grown[:, :, : weight.shape[2], :] = weight
-                weight = grown
+                weight = _grown(layer, target, weight, path)
             adapted.append(weight)
         layer.set_weights(adapted)
+
+
+def _grown(layer, target, weight, path):
+    """`weight` placed in the leading slice of `target` (see `warm_start`)."""
+    growable = type(layer).__name__ in ("Conv2D", "Dense")  # kernels laid out (..., in, out)
+    if (
+        not growable
+        or target.ndim != weight.ndim
+        or target.shape[:-2] != weight.shape[:-2]
+        or any(t < w for t, w in zip(target.shape, weight.shape))
+    ):
+        raise TrainingError(
+            f"{path}: layer {layer.name!r} has shape {weight.shape}, the model needs {target.shape}"
+        )
+    grown = target.copy()
+    if grown.ndim >= 2:  # a kernel: extra inputs read nothing
+        grown[..., weight.shape[-2] :, :] = 0
+    grown[tuple(slice(0, n) for n in weight.shape)] = weight
+    return grown
 
 
 def save_atomically(model, path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from keras_resunet import degradations
+from keras_resunet.losses import PIXEL_LOSSES
 from keras_resunet.models import MODELS
 from keras_resunet.precision import check_precision
 
@@ -45,6 +46,7 @@ class TrainConfig:
     precision: str = "auto"
     # XLA measured slower on CPU for these models (results/training/throughput.json)
     jit_compile: bool = False
+    pixel_loss: str = "mse"  # "mse" or "l1" (keras_resunet.losses.RestorationLoss)
     alpha: float = 1.0
     beta: float = 0.0
     perceptual: dict = field(default_factory=dict)
@@ -67,6 +69,10 @@ class TrainConfig:
                 f"`lr_schedule` must be 'constant' or 'cosine'. Received: {self.lr_schedule!r}"
             )
         check_precision(self.precision)
+        if self.pixel_loss not in PIXEL_LOSSES:
+            raise ValueError(
+                f"`pixel_loss` must be one of {list(PIXEL_LOSSES)}. Received: {self.pixel_loss!r}"
+            )
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0. Received: {self.learning_rate!r}")
         if self.steps % self.checkpoint_every:

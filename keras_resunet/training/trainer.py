@@ -141,7 +141,7 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
     with scope:
         model = build_model(config.model, in_channels=config.channels, **config.model_args)
         optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
-        loss = RestorationLoss(config.alpha, config.beta, config.perceptual)
+        loss = RestorationLoss(config.alpha, config.beta, config.perceptual, config.pixel_loss)
         model.compile(
             optimizer=optimizer, loss=loss, metrics=[psnr_metric], jit_compile=config.jit_compile
         )
