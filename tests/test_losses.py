@@ -57,3 +57,27 @@ def test_unknown_layer_or_backbone_is_a_clear_error():
         PerceptualLoss(layer_weights={"block9_conv1": 1.0})
     with pytest.raises(ValueError, match="resnet"):
         PerceptualLoss(backbone="resnet")
+
+
+def test_l1_pixel_loss_is_the_mean_absolute_error_and_round_trips():
+    rng = np.random.default_rng(0)
+    y_true = rng.random((2, 8, 8, 3), dtype=np.float32)
+    y_pred = y_true + rng.normal(0, 0.1, y_true.shape).astype(np.float32)
+    loss = RestorationLoss(alpha=2.0, pixel="l1")
+    expected = 2.0 * np.mean(np.abs(y_pred - y_true))
+    assert float(loss(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
+    assert float(RestorationLoss()(y_true, y_pred)) == pytest.approx(
+        np.mean((y_pred - y_true) ** 2), rel=1e-5
+    )
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert restored.pixel == "l1" and restored.alpha == 2.0
+    with pytest.raises(ValueError, match="Unknown pixel loss 'l2'"):
+        RestorationLoss(pixel="l2")
+
+
+def test_configs_refuse_an_unknown_pixel_loss():
+    from keras_resunet.training import TrainConfig
+
+    assert TrainConfig(pixel_loss="l1").pixel_loss == "l1"
+    with pytest.raises(ValueError, match="`pixel_loss` must be one of"):
+        TrainConfig(pixel_loss="huber")
