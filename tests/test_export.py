@@ -175,12 +175,33 @@ def test_benchmark_times_every_runtime_and_writes_results(tiny_model_path, tmp_p
     )
     result = run_benchmark(config, CHECK_IMAGES, command="test", log=lambda _: 0)
     runtimes = [row["runtime"] for row in result["rows"]]
-    assert runtimes == ["keras predict", "savedmodel", "tflite", "tflite", "onnx"]
+    assert runtimes == ["keras predict", "savedmodel", "tflite", "tflite", "onnx", "tflite 40x56"]
+    assert result["rows"][-1]["max_abs_diff"] <= 1e-4  # the fixed-size file matches Keras
     assert all(row["megapixels_per_s"] > 0 for row in result["rows"])
     assert result["rows"][0]["speedup_vs_keras"] == 1.0
     saved = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
     assert saved["rows"] == result["rows"]
     assert "| onnx | model.onnx |" in (tmp_path / "bench" / "README.md").read_text()
+
+
+def test_benchmark_times_noise_map_models_on_four_channel_inputs(tmp_path):
+    from keras_resunet.export.benchmark import BenchmarkConfig, run_benchmark
+
+    build_resunet(**TINY, noise_level_map=True).save(tmp_path / "nm.keras")
+    config = BenchmarkConfig(
+        model=str(tmp_path / "nm.keras"),
+        height=32,
+        width=48,
+        repeats=1,
+        out=str(tmp_path / "bench"),
+        quantizations=("none",),
+        fixed_size_variant=False,
+    )
+    result = run_benchmark(config, CHECK_IMAGES, command="test", log=lambda _: 0)
+    assert [row["runtime"] for row in result["rows"]] == [
+        "keras predict", "savedmodel", "tflite", "onnx"
+    ]  # fmt: skip
+    assert all(row["max_abs_diff"] <= 1e-4 for row in result["rows"][1:])
 
 
 def test_overwrite_never_deletes_what_the_export_did_not_write(tiny_model_path, tmp_path, capsys):

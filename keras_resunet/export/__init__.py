@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_resunet.export import quantization as quantization_variants
 from keras_resunet.export.inputs import (
     FLOAT_TOLERANCE as FLOAT_TOLERANCE,
 )
@@ -38,11 +39,11 @@ from keras_resunet.export.output_folder import (
     make_readable,
     move_into_place,
 )
+from keras_resunet.export.quantization import CALIBRATED, QUANTIZATIONS
 from keras_resunet.export.runtimes import Runner
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 IOS = ("float32", "uint8")
-QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 CHECK_SIZES = ((1, 32, 32), (1, 37, 53), (2, 24, 40))
 ONNX_OPSET = 18
 _TOOLS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
@@ -87,11 +88,13 @@ class ExportOptions:
                 raise ValueError(f"Unknown {what} {unknown or values}. Valid: {list(valid)}")
         if self.io not in IOS:
             raise ValueError(f"Unknown io {self.io!r}. Valid: {list(IOS)}")
-        if self.io == "uint8" and "int8" in self.quantizations and "tflite" in self.formats:
+        calibrated = [q for q in self.quantizations if q in CALIBRATED]
+        if self.io == "uint8" and calibrated and "tflite" in self.formats:
             # the converter's full-integer pass around the uint8 casts loses about 10 dB
             raise ValueError(
-                "int8 quantization with uint8 I/O is not supported (it loses about 10 dB): "
-                "use --quantize fp16 or dynamic with --io uint8, or int8 with float32 I/O"
+                f"{calibrated[0]} quantization with uint8 I/O is not supported (int8 loses about "
+                "10 dB): use --quantize fp16 or dynamic with --io uint8, or "
+                f"{calibrated[0]} with float32 I/O"
             )
         if self.fixed_size is not None:
             height, width = self.fixed_size
@@ -156,8 +159,9 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     out_dir = Path(out_dir)
     model_path = pretrained.resolve(model_path)
     check_output_folder(out_dir, options.overwrite, model_path)
-    if "int8" in options.quantizations and "tflite" in options.formats and not check_images:
-        raise ValueError("int8 quantization needs representative images (check_images)")
+    calibrated = [q for q in options.quantizations if q in CALIBRATED]
+    if calibrated and "tflite" in options.formats and not check_images:
+        raise ValueError(f"{calibrated[0]} quantization needs representative images")
     model = load_keras_model(model_path)
     channels = model.input_shape[-1]
     check_images = [image for image in check_images if image.shape[-1] == model.output_shape[-1]]
@@ -248,43 +252,13 @@ def _write_artifacts(model, folder, options, check_images, codec, log):
 
 
 def _convert_tflite(saved_model_dir, quantization, check_images, spec, noise_map, codec):
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-    # Builtin ops only: mobile runtimes without the Flex delegate must be able to run the file.
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantization in ("fp16", "dynamic", "int8"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantization == "int8":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = _representative(check_images, spec, noise_map, codec)
+    dataset = None
+    if quantization in quantization_variants.CALIBRATED:
+        dataset = quantization_variants.representative(check_images, spec, noise_map, codec)
     try:
-        return converter.convert()
+        return quantization_variants.convert(saved_model_dir, quantization, dataset)
     except Exception as error:
         raise ExportError(f"TFLite conversion ({quantization}) failed: {error}") from error
-
-
-def _representative(images, spec, noise_map, codec, count=64, size=64):
-    """Calibration samples: seeded crops of the check images (the fixed size when there is one),
-    noisy at sigma 0.1, or at levels across 0-75/255 for a noise-level-map model."""
-    height, width = (spec.shape[1], spec.shape[2]) if spec.shape[1] else (size, size)
-
-    def generate():
-        rng = np.random.default_rng(0)
-        for index in range(count):
-            image = images[index % len(images)]
-            if image.shape[0] < height or image.shape[1] < width:
-                continue
-            top = rng.integers(0, image.shape[0] - height + 1)
-            left = rng.integers(0, image.shape[1] - width + 1)
-            crop = image[top : top + height, left : left + width]
-            sigma = rng.uniform(0, 75 / 255) if noise_map else 0.1
-            noisy = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
-            yield [codec.encode(model_input(noisy, sigma, noise_map)[None])]
-
-    return generate
 
 
 class _Reference:

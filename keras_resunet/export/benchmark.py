@@ -7,8 +7,6 @@ stated in the output: TFLite (XNNPACK delegate, the LiteRT default) and ONNX Run
 """
 
 import json
-import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -16,21 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resunet.export import ExportOptions, export_model
+from keras_resunet.export import ExportOptions, export_model, load_keras_model
+from keras_resunet.export.quantization import QUANTIZATIONS
 from keras_resunet.export.runtimes import Runner
 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    model: str | None = None  # a .keras file; None builds the default ResUNet (random weights)
+    model: str | None = None  # a .keras file or shipped name; None: a random default ResUNet
     height: int = 321
     width: int = 481
     repeats: int = 10
     threads: int = 2
     out: str = "results/export"
-    quantizations: tuple = ("none", "fp16", "dynamic", "int8")
+    quantizations: tuple = QUANTIZATIONS
     model_description: str = ""  # how the model was made, for the results table
     check_data: str = ""  # where the check / calibration images came from
+    # also time a float32 TFLite file with the timed size fixed (static shapes let XNNPACK
+    # plan once; some delegates need them)
+    fixed_size_variant: bool = True
 
 
 def time_runner(runner, images, repeats):
@@ -53,6 +55,8 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
     import keras
     import tensorflow as tf
 
+    from keras_resunet import pretrained, results
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)
         tf.config.threading.set_inter_op_parallelism_threads(config.threads)
@@ -62,7 +66,7 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        model_path = config.model
+        model_path = config.model and pretrained.resolve(config.model)
         if model_path is None:
             from keras_resunet import build_resunet
 
@@ -78,13 +82,24 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
             log=log,
         )
         rng = np.random.default_rng(0)
-        images = [rng.random((config.height, config.width, 3), dtype=np.float32) for _ in range(2)]
+        channels = load_keras_model(model_path).input_shape[-1]  # 4 with a noise-level map
+        shape = (config.height, config.width, channels)
+        images = [rng.random(shape, dtype=np.float32) for _ in range(2)]
         megapixels = config.height * config.width / 1e6
         rows = []
         artifacts = [("keras predict", Path(model_path), "none", None)] + [
             (a["format"], exported / a["path"], a["quantization"], a["checks"])
             for a in report["artifacts"]
         ]
+        if config.fixed_size_variant:
+            fixed = Path(scratch) / "fixed"
+            options = ExportOptions(
+                ("tflite",), ("none",), fixed_size=(config.height, config.width)
+            )
+            fixed_report = export_model(model_path, fixed, options, log=log)
+            checks = fixed_report["artifacts"][0]["checks"]
+            label = f"tflite {config.height}x{config.width}"
+            artifacts.append((label, fixed / "model_float32.tflite", "none", checks))
         for label, path, quantization, checks in artifacts:
             runner = Runner(path, threads=config.threads)
             seconds = time_runner(runner, images, config.repeats)
@@ -113,8 +128,7 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
         "check_data": config.check_data,
         "threads": config.threads,
         "tensorflow_threads": tensorflow_threads,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{platform.system()}",
+        "machine": results.machine_description(),
         "tools": report["tools"],
         "rows": rows,
     }

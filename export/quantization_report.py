@@ -1,0 +1,196 @@
+"""`python -m export.quantization_report --model NAME`: where int8 loses, and what each TFLite
+variant costs in PSNR on test photos.
+
+    python -m export.quantization_report --model resunet-noise-map [--images 8]
+        [--float-layers 2,4,6,10] [--representative-data DIR] [--out results/export]
+
+1. TFLite's quantization debugger runs the float and the int8 graph layer by layer on calibration
+   crops; the layers whose error is largest in quantization steps are listed.
+2. Every variant (float32, fp16, dynamic, int8, int8 with the k worst layers kept in float,
+   int16x8) is converted and run in LiteRT on the first `--images` CBSD68 photos, degraded with
+   the evaluation's seeded noise (at 15, 25 and 50 /255 for a noise-level-map model, at the
+   model's own level otherwise). Reported: PSNR against the clean photo, its change from the Keras
+   model on the same inputs, and the largest pixel difference from Keras. Speed is measured by
+   `python -m export.benchmark`, on a quiet machine.
+
+Calibration uses BSDS300 train (`--representative-data`), never the test photos.
+Writes OUT/quantization_NAME.{json,md}.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _variants(float_layers):
+    variants = [("float32", "none", {}), ("fp16", "fp16", {}), ("dynamic", "dynamic", {})]
+    variants.append(("int8", "int8", {}))
+    for count in float_layers:
+        variants.append((f"int8, {count} layers float", "int8_selective", {"float_layers": count}))
+    variants.append(("int16x8", "int16x8", {}))
+    return variants
+
+
+def run(args):
+    import tensorflow as tf
+
+    from keras_resunet import data, degradations, experiment, pretrained, results
+    from keras_resunet.cli import _check_images
+    from keras_resunet.export import load_keras_model
+    from keras_resunet.export import quantization as q
+    from keras_resunet.export.inputs import Codec, model_input, takes_noise_map
+    from keras_resunet.export.runtimes import Runner
+    from keras_resunet.io import write_text_atomically
+    from keras_resunet.metrics import psnr
+
+    model = load_keras_model(args.model)
+    noise_map = takes_noise_map(model)
+    entry = pretrained.PRETRAINED.get(args.model)
+    task = entry.task if entry else "denoise"
+    sigmas = (15 / 255, 25 / 255, 50 / 255) if noise_map else ((entry and entry.sigma) or 0.1,)
+    calibration, calibration_source = _check_images(args.representative_data, limit=16)
+    calibration = [image for image in calibration if image.shape[-1] == 3]
+    test, _ = experiment.load_test_set("CBSD68", args.data_root, limit=args.images)
+    cases = []  # (sigma, clean, model input)
+    for sigma in sigmas:
+        degradation = degradations.make_degradation(
+            task, sigma=sigma, kernel=degradations.task_kernel(task)
+        )
+        degraded, clean = data.evaluation_pairs(test, degradation, seed=0)
+        cases += [(sigma, c, model_input(d, sigma, noise_map)) for d, c in zip(degraded, clean)]
+    keras_out = [np.clip(model.predict(x[None], verbose=0)[0], 0, 1) for _, _, x in cases]
+    record = {
+        "command": "python -m export.quantization_report " + " ".join(args.argv),
+        "model": args.model,
+        "calibration": f"{calibration_source}: seeded crops, noisy at "
+        + ("0 ... 75/255" if noise_map else "the model's level"),
+        "test": f"first {len(test)} CBSD68 images, seeded noise at "
+        + ", ".join(f"{s * 255:.3g}/255" for s in sigmas),
+        "machine": results.machine_description(),
+        "keras_psnr": _by_sigma(cases, keras_out, psnr),
+        "layers": [],
+        "variants": [],
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "savedmodel"
+        spec = tf.TensorSpec((None, None, None, model.input_shape[-1]), tf.float32)
+        model.export(str(source), format="tf_saved_model", verbose=False, input_signature=[spec])
+        dataset = q.representative(calibration, spec, noise_map, Codec("float32"))
+        print("quantization debugger ...")
+        layers = q.layer_errors(source, dataset)
+        record["layers"] = [
+            {k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in layers[: args.top]
+        ]
+        for label, quantization, extra in _variants(args.float_layers):
+            print(f"{label} ...")
+            path = Path(scratch) / f"{quantization}_{extra.get('float_layers', 0)}.tflite"
+            path.write_bytes(q.convert(source, quantization, dataset, layers=layers, **extra))
+            runner = Runner(path, threads=args.threads)
+            outputs = [np.clip(runner(x[None])[0], 0, 1) for _, _, x in cases]
+            scores = _by_sigma(cases, outputs, psnr)
+            row = {
+                "variant": label,
+                "quantization": quantization,
+                **extra,
+                "size_mb": round(path.stat().st_size / 2**20, 2),
+                "psnr": scores,
+                "psnr_change_db": {
+                    s: round(scores[s] - record["keras_psnr"][s], 3) for s in scores
+                },
+                "max_abs_diff": round(
+                    max(float(np.max(np.abs(o - k))) for o, k in zip(outputs, keras_out)), 4
+                ),
+            }
+            record["variants"].append(row)
+            print(f"  {row['psnr_change_db']} max diff {row['max_abs_diff']}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"quantization_{Path(args.model).stem}"
+    write_text_atomically(out / f"{stem}.json", json.dumps(record, indent=2) + "\n")
+    write_text_atomically(out / f"{stem}.md", _table(record))
+    print(f"wrote {out / stem}.md")
+
+
+def _by_sigma(cases, outputs, psnr):
+    scores = {}
+    for (sigma, clean, _), output in zip(cases, outputs):
+        scores.setdefault(f"{sigma * 255:.3g}/255", []).append(float(psnr(output, clean)))
+    return {s: round(float(np.mean(v)), 3) for s, v in scores.items()}
+
+
+def _table(record):
+    sigmas = list(record["keras_psnr"])
+    lines = [
+        f"# TFLite quantization of {record['model']}",
+        "",
+        f"Command: `{record['command']}`  ",
+        f"Calibration: {record['calibration']}.  ",
+        f"Test: {record['test']}; Keras PSNR "
+        + ", ".join(f"{v:.3f} dB at {s}" for s, v in record["keras_psnr"].items())
+        + ".  ",
+        f"Machine: {record['machine']}",
+        "",
+        "## PSNR change from the Keras model, per variant",
+        "",
+        "| variant | size (MB) | "
+        + " | ".join(f"change at {s} (dB)" for s in sigmas)
+        + " | max abs diff |",
+        "| --- | ---: | " + " | ".join("---:" for _ in sigmas) + " | ---: |",
+    ]
+    for row in record["variants"]:
+        lines.append(
+            f"| {row['variant']} | {row['size_mb']:.2f} | "
+            + " | ".join(f"{row['psnr_change_db'][s]:+.3f}" for s in sigmas)
+            + f" | {row['max_abs_diff']:.3f} |"
+        )
+    lines += [
+        "",
+        "## Layers with the largest int8 error (quantization debugger, calibration crops)",
+        "",
+        "RMS error in quantization steps (0.29 is the floor of rounding alone).",
+        "",
+        "| op | tensor | range | RMS error / step | max abs error |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for row in record["layers"]:
+        lines.append(
+            f"| {row['op_name']} | `{row['tensor_name']}` | {row['range']:.3f} | "
+            f"{row['rmse_per_scale']:.2f} | {row['max_abs_error']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a .keras file or a shipped model name")
+    parser.add_argument("--images", type=int, default=8, help="CBSD68 photos to test on")
+    parser.add_argument("--float-layers", default="2,4,6,10", help="k values for int8_selective")
+    parser.add_argument("--representative-data", help="calibration images (default BSDS300 train)")
+    parser.add_argument("--data-root", help="default: $KERAS_RESUNET_DATA, else ../shared/datasets")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--top", type=int, default=12, help="layers to list")
+    parser.add_argument("--out", default="results/export")
+    args = parser.parse_args(argv)
+    try:
+        args.float_layers = [int(k) for k in args.float_layers.split(",") if k.strip()]
+    except ValueError:
+        parser.error("--float-layers takes comma-separated integers")
+    if args.images < 1 or any(k < 1 for k in args.float_layers):
+        parser.error("--images and --float-layers must be positive")
+    args.argv = argv
+    try:
+        run(args)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"quantization_report: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

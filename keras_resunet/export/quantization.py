@@ -1,0 +1,140 @@
+"""TFLite quantization: calibration data, converter settings per variant, per-layer error.
+
+Variants (`QUANTIZATIONS`, "none" is float32):
+- fp16: float16 weights, float32 compute where the runtime prefers it.
+- dynamic: int8 weights, float activations quantized on the fly.
+- int8: int8 weights and activations, calibrated on noisy crops (every op integer).
+- int8_selective: int8, except the layers whose quantization error is largest relative to their
+  quantization step (TFLite's quantization debugger, measured on the calibration data); those
+  stay float32. Restoration nets lose most of their int8 error in a few such layers.
+- int16x8: int16 activations, int8 weights (TFLite's 16x8 mode): near-float accuracy, but most
+  runtimes have no fast kernels for it.
+"""
+
+import csv
+import io
+import math
+
+import numpy as np
+
+from keras_resunet.export.inputs import model_input
+
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int8_selective", "int16x8")
+CALIBRATED = ("int8", "int8_selective", "int16x8")
+# Layers left in float by int8_selective: enough to remove most of the error of a ResUNet,
+# few enough to keep most of the compute in int8.
+FLOAT_LAYERS = 6
+# Calibration crops spread over noise levels; a noise-map model sees 0 ... 75/255.
+CALIBRATION_SIGMAS = (0.0, 5 / 255, 15 / 255, 25 / 255, 0.1, 50 / 255, 75 / 255)
+
+
+def representative(images, spec, noise_map, codec, count=128, size=96):
+    """Calibration samples: seeded crops of `images` (the fixed size when there is one), noisy
+    at levels across 0-75/255 for a noise-level-map model, else at sigma 0.1."""
+    fixed = (spec.shape[1], spec.shape[2]) if spec.shape[1] else None
+    if fixed:
+        images = [
+            image for image in images if image.shape[0] >= fixed[0] and image.shape[1] >= fixed[1]
+        ]
+        if not images:
+            raise ValueError(f"int8 calibration at {fixed[0]}x{fixed[1]} needs images that large")
+
+    def generate():
+        rng = np.random.default_rng(0)
+        for index in range(count):
+            image = images[index % len(images)]
+            height, width = fixed or (min(size, image.shape[0]), min(size, image.shape[1]))
+            top = rng.integers(0, image.shape[0] - height + 1)
+            left = rng.integers(0, image.shape[1] - width + 1)
+            crop = image[top : top + height, left : left + width]
+            sigma = CALIBRATION_SIGMAS[index % len(CALIBRATION_SIGMAS)] if noise_map else 0.1
+            noisy = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
+            yield [codec.encode(model_input(noisy, sigma, noise_map)[None])]
+
+    return generate
+
+
+def converter(saved_model_dir, quantization, dataset=None):
+    """A `TFLiteConverter` set up for one variant (`dataset`: calibration generator, required
+    for the calibrated variants)."""
+    import tensorflow as tf
+
+    if quantization in CALIBRATED and dataset is None:
+        raise ValueError(f"{quantization} quantization needs representative images")
+    result = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    # Builtin ops only: mobile runtimes without the Flex delegate must be able to run the file.
+    result.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "none":
+        return result
+    result.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "fp16":
+        result.target_spec.supported_types = [tf.float16]
+    if quantization in CALIBRATED:
+        result.representative_dataset = dataset
+    if quantization == "int8":
+        result.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if quantization == "int16x8":
+        ops_set = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        # the builtin set too: the padding's shape arithmetic (FLOOR_MOD) has no 16x8 kernel
+        result.target_spec.supported_ops = [ops_set, tf.lite.OpsSet.TFLITE_BUILTINS]
+    return result
+
+
+def convert(saved_model_dir, quantization, dataset=None, float_layers=FLOAT_LAYERS, layers=None):
+    """The `.tflite` bytes of one variant (`layers`: `layer_errors` already measured, for
+    int8_selective)."""
+    if quantization != "int8_selective":
+        return converter(saved_model_dir, quantization, dataset).convert()
+    import tensorflow as tf
+
+    layers = layers if layers is not None else layer_errors(saved_model_dir, dataset)
+    if not 0 < float_layers < len(layers):
+        raise ValueError(
+            f"int8_selective keeps 1 to {len(layers) - 1} of the {len(layers)} quantized layers "
+            f"in float. Received: {float_layers} (all in float is quantization 'none')"
+        )
+    keep = [row["tensor_name"] for row in layers[:float_layers]]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter(saved_model_dir, "int8_selective", dataset),
+        debug_dataset=dataset,
+        debug_options=options,
+    )
+    return debugger.get_nondebug_quantized_model()
+
+
+def layer_errors(saved_model_dir, dataset, samples=16):
+    """Per-layer int8 error on `dataset`, worst first: TFLite's quantization debugger runs the
+    float and the quantized op side by side. `rmse_per_scale` is the RMS error in quantization
+    steps (0.29 is the floor of rounding alone); larger means the layer's range or calibration
+    hurts. The first `samples` calibration samples are compared."""
+    import itertools
+
+    import tensorflow as tf
+
+    def debug_dataset():
+        return itertools.islice(dataset(), samples)
+
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter(saved_model_dir, "int8_selective", dataset),
+        debug_dataset=debug_dataset,
+    )
+    debugger.run()
+    text = io.StringIO()
+    debugger.layer_statistics_dump(text)
+    rows = []
+    for row in csv.DictReader(io.StringIO(text.getvalue())):
+        scale = float(row["scale"])
+        mse = float(row["mean_squared_error"])
+        rows.append(
+            {
+                "op_name": row["op_name"],
+                "tensor_name": row["tensor_name"],
+                "scale": scale,
+                "range": 255 * scale,
+                "rmse": math.sqrt(mse),
+                "rmse_per_scale": math.sqrt(mse) / scale if scale else float("inf"),
+                "max_abs_error": float(row["max_abs_error"]),
+            }
+        )
+    return sorted(rows, key=lambda row: row["rmse_per_scale"], reverse=True)

@@ -1,0 +1,148 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_resunet import build_resunet, io
+from keras_resunet.export import ExportOptions
+from keras_resunet.export import quantization as q
+from keras_resunet.export.inputs import Codec
+from keras_resunet.export.runtimes import Runner
+from tests.conftest import smooth_image
+
+CALIBRATION = [smooth_image(64, 80, seed=i) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """(Keras model, SavedModel folder, calibration generator) of a tiny noise-map ResUNet."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(3)
+    model = build_resunet(base_filters=4, depth=2, noise_level_map=True)
+    folder = tmp_path_factory.mktemp("quant") / "savedmodel"
+    spec = tf.TensorSpec((None, None, None, 4), tf.float32)
+    model.export(str(folder), format="tf_saved_model", verbose=False, input_signature=[spec])
+    dataset = q.representative(CALIBRATION, spec, True, Codec("float32"), count=16, size=48)
+    return model, folder, dataset
+
+
+def _max_diff(model, path, batch):
+    return float(np.max(np.abs(Runner(path)(batch) - model.predict(batch, verbose=0))))
+
+
+def _tensor_types(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(path)).get_tensor_details()
+    return {d["name"]: np.dtype(d["dtype"]).name for d in details}
+
+
+def test_calibration_crops_cover_the_noise_levels_and_fit_small_images(saved_model):
+    _, _, dataset = saved_model
+    samples = [batch[0] for batch in dataset()]
+    assert len(samples) == 16
+    assert all(s.shape == (1, 48, 48, 4) for s in samples)  # min(size, image) crops
+    levels = sorted({round(float(s[0, 0, 0, 3]), 6) for s in samples})
+    assert levels == sorted(round(v, 6) for v in q.CALIBRATION_SIGMAS)
+
+
+def test_fixed_size_calibration_needs_images_that_large():
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((1, 128, 128, 3), tf.float32)
+    with pytest.raises(ValueError, match="128x128"):
+        q.representative(CALIBRATION, spec, False, Codec("float32"))
+
+
+def test_layer_errors_are_sorted_worst_first(saved_model):
+    _, folder, dataset = saved_model
+    layers = q.layer_errors(folder, dataset, samples=4)
+    assert len(layers) > 5
+    errors = [row["rmse_per_scale"] for row in layers]
+    assert errors == sorted(errors, reverse=True)
+    assert all(e >= 0 for e in errors) and errors[0] > 0
+    assert all(row["tensor_name"] and row["range"] > 0 for row in layers)
+
+
+def test_selective_int8_keeps_the_worst_layers_in_float(saved_model, tmp_path):
+    model, folder, dataset = saved_model
+    layers = q.layer_errors(folder, dataset, samples=4)
+    batch = np.concatenate([CALIBRATION[0][None], np.full((1, 64, 80, 1), 0.1, np.float32)], -1)
+    paths = {}
+    for name, count in (("int8", 0), ("two", 2), ("most", len(layers) - 1)):
+        quantization = "int8" if name == "int8" else "int8_selective"
+        paths[name] = tmp_path / f"{name}.tflite"
+        paths[name].write_bytes(
+            q.convert(folder, quantization, dataset, float_layers=count, layers=layers)
+        )
+    int8_types, two_types = _tensor_types(paths["int8"]), _tensor_types(paths["two"])
+    for row in layers[:2]:
+        assert int8_types[row["tensor_name"]] == "int8"
+        assert two_types[row["tensor_name"]] == "float32"
+    # all layers but the one with the smallest error in float: nearly the float model
+    assert _max_diff(model, paths["most"], batch) < _max_diff(model, paths["int8"], batch) / 4
+    for count in (0, len(layers)):
+        with pytest.raises(ValueError, match="int8_selective keeps 1 to"):
+            q.convert(folder, "int8_selective", dataset, float_layers=count, layers=layers)
+
+
+def test_int16x8_is_closer_to_float_than_int8(saved_model, tmp_path):
+    model, folder, dataset = saved_model
+    batch = np.concatenate([CALIBRATION[1][None], np.full((1, 64, 80, 1), 0.2, np.float32)], -1)
+    diffs = {}
+    for quantization in ("int8", "int16x8"):
+        path = tmp_path / f"{quantization}.tflite"
+        path.write_bytes(q.convert(folder, quantization, dataset))
+        diffs[quantization] = _max_diff(model, path, batch)
+    assert diffs["int16x8"] < diffs["int8"] / 4
+
+
+def test_calibrated_variants_need_images_and_float_io():
+    with pytest.raises(ValueError, match="representative"):
+        q.converter("unused", "int8_selective")
+    for quantization in ("int8", "int8_selective", "int16x8"):
+        with pytest.raises(ValueError, match=f"{quantization} quantization with uint8 I/O"):
+            ExportOptions(quantizations=(quantization,), io="uint8")
+
+
+def test_quantization_report_writes_every_variant(tmp_path):
+    from export.quantization_report import main
+
+    root = tmp_path / "data"
+    for folder, count in (("CBSD68", 2), ("train", 3)):
+        (root / folder).mkdir(parents=True)
+        for index in range(count):
+            image = io.to_uint8(smooth_image(40, 56, seed=index + 10 * count))
+            Image.fromarray(image).save(root / folder / f"{index}.png")
+    keras.utils.set_random_seed(5)
+    model_path = tmp_path / "tiny.keras"
+    build_resunet(base_filters=4, depth=2, noise_level_map=True).save(model_path)
+    argv = [
+        "--model", str(model_path), "--images", "2", "--float-layers", "3",
+        "--representative-data", str(root / "train"), "--data-root", str(root),
+        "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "out" / "quantization_tiny.json").read_text())
+    variants = [row["variant"] for row in record["variants"]]
+    assert variants == ["float32", "fp16", "dynamic", "int8", "int8, 3 layers float", "int16x8"]
+    assert set(record["keras_psnr"]) == {"15/255", "25/255", "50/255"}
+    float32 = record["variants"][0]
+    assert float32["max_abs_diff"] < 1e-4
+    assert all(abs(v) < 1e-3 for v in float32["psnr_change_db"].values())
+    assert (
+        record["layers"] and "RMS error" in (tmp_path / "out" / "quantization_tiny.md").read_text()
+    )
+
+
+@pytest.mark.parametrize("argv", [["--float-layers", "x"], ["--images", "0"]])
+def test_quantization_report_refuses_bad_arguments(argv, capsys):
+    from export.quantization_report import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "resunet-noise-map", *argv])
+    assert exit_info.value.code == 2
+    assert "--" in capsys.readouterr().err
