@@ -177,6 +177,9 @@ def test_benchmark_times_every_runtime_and_writes_results(tiny_model_path, tmp_p
     runtimes = [row["runtime"] for row in result["rows"]]
     assert runtimes == ["keras predict", "savedmodel", "tflite", "tflite", "onnx", "tflite 40x56"]
     assert result["rows"][-1]["max_abs_diff"] <= 1e-4  # the fixed-size file matches Keras
+    shares = result["onnx_time_by_op"]
+    assert "Conv" in shares and sum(shares.values()) == pytest.approx(1, abs=0.01)
+    assert "ONNX Runtime's profiler" in (tmp_path / "bench" / "README.md").read_text()
     assert all(row["megapixels_per_s"] > 0 for row in result["rows"])
     assert result["rows"][0]["speedup_vs_keras"] == 1.0
     saved = json.loads((tmp_path / "bench" / "benchmark.json").read_text())

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_resunet.export import ExportOptions, export_model, load_keras_model
 from keras_resunet.export.quantization import QUANTIZATIONS
-from keras_resunet.export.runtimes import Runner
+from keras_resunet.export.runtimes import Runner, onnx_time_by_op
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,10 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
                 f"{label:<14} {path.name:<22} {row['latency_ms']:8.1f} ms "
                 f"{row['megapixels_per_s']:6.2f} MP/s"
             )
+        onnx = exported / "model.onnx"
+        time_by_op = (
+            onnx_time_by_op(onnx, images[0][None], config.threads) if onnx.is_file() else {}
+        )
     keras_speed = rows[0]["megapixels_per_s"]
     for row in rows:
         row["speedup_vs_keras"] = row["megapixels_per_s"] / keras_speed
@@ -131,6 +135,7 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
         "machine": results.machine_description(),
         "tools": report["tools"],
         "rows": rows,
+        "onnx_time_by_op": time_by_op,
     }
     (out / "benchmark.json").write_text(json.dumps(result, indent=2))
     (out / "README.md").write_text(_table(result))
@@ -164,6 +169,22 @@ def _table(result):
             f"{row['latency_ms']:.1f} | {row['megapixels_per_s']:.2f} | "
             f"{row['speedup_vs_keras']:.2f}x | {diff} | {change} |"
         )
+    latency = {row["runtime"]: row["latency_ms"] for row in result["rows"]}
+    if "savedmodel" in latency:
+        lines += [
+            "",
+            (
+                "Where the time goes: the same TensorFlow graph served as a SavedModel takes "
+                f"{latency['savedmodel']:.1f} ms, so "
+                f"{latency['keras predict'] - latency['savedmodel']:.1f} ms of a Keras "
+                "`predict` call is its per-call setup, not compute."
+            ),
+        ]
+    if result.get("onnx_time_by_op"):
+        shares = ", ".join(
+            f"{op} {share:.0%}" for op, share in list(result["onnx_time_by_op"].items())[:5]
+        )
+        lines[-1] += f" ONNX Runtime's profiler, share of kernel time: {shares}."
     lines += [
         "",
         (

@@ -77,3 +77,32 @@ def _kind(path):
     if path.is_dir() and (path / "saved_model.pb").is_file():
         return "savedmodel"
     raise ValueError(f"Not a runnable artifact (.keras, .tflite, .onnx or SavedModel): {path}")
+
+
+def onnx_time_by_op(path, batch, threads=None, runs=3):
+    """Share of ONNX Runtime's kernel time per op type over `runs` runs, from its profiler."""
+    import json
+    import tempfile
+
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory() as folder:
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "ort")
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        name = session.get_inputs()[0].name
+        for _ in range(runs):
+            session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0) + event["dur"]
+    total = sum(totals.values()) or 1
+    return {op: round(t / total, 3) for op, t in sorted(totals.items(), key=lambda kv: -kv[1])}
