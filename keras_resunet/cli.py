@@ -231,7 +231,11 @@ def build_parser():
         "--out", required=True, help="a new or empty folder (or an earlier export, --overwrite)"
     )
     export.add_argument("--formats", default="savedmodel,tflite,onnx")
-    export.add_argument("--quantize", default="none", help="none,fp16,dynamic,int8 (TFLite)")
+    export.add_argument(
+        "--quantize",
+        default="none",
+        help="TFLite: none, fp16, dynamic, int8, int8_selective, int16x8 (comma-separated)",
+    )
     export.add_argument("--fixed-size", help="HxW: static TFLite input for GPU/NPU delegates")
     export.add_argument("--representative-data", help="image folder for int8 calibration")
     export.add_argument(

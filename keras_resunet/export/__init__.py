@@ -1,4 +1,6 @@
-"""Export a trained `.keras` model to SavedModel, TFLite (fp32 / fp16 / dynamic / int8) and ONNX.
+"""Export a trained `.keras` model to SavedModel, TFLite (float32 or quantized) and ONNX.
+
+The TFLite quantization variants are described in `keras_resunet.export.quantization`.
 
 Every artifact is verified in its real runtime before the export is kept: float32 artifacts must
 match Keras within `FLOAT_TOLERANCE` (max abs difference) on random inputs of several sizes and on
