@@ -226,7 +226,10 @@ def training_budget(run_dir, config):
     budget = {"steps": progress["steps"], "train_seconds": progress["train_seconds"]}
     source = config.get("init_from")
     if source:
-        record = Path(source).with_suffix(".json")
+        # the budget as it was when the run started (shipping this run replaces the shipped one)
+        record = Path(run_dir) / "init_budget.json"
+        if not record.is_file():
+            record = Path(source).with_suffix(".json")
         if not record.is_file():
             raise ValueError(f"{record} is missing: the budget of `init_from` {source} is unknown")
         prior = json.loads(record.read_text())

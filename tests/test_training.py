@@ -580,6 +580,23 @@ def test_noise_map_run_warm_starts_from_a_plain_model_and_learns(tmp_path):
     assert losses[-1] < losses[0]
 
 
+def test_a_warm_started_run_keeps_its_start_models_budget_when_that_is_shipped_over(tmp_path):
+    import json
+
+    from keras_resunet import pretrained
+    from keras_resunet.models import build_resunet
+
+    build_resunet(**TINY).save(tmp_path / "shipped.keras")
+    (tmp_path / "shipped.json").write_text(json.dumps({"steps": 500, "train_seconds": 60.0}))
+    config = tiny_config(model_args=TINY, init_from=str(tmp_path / "shipped.keras"), steps=10)
+    train(config, tmp_path / "run", images=IMAGES, log=lambda _: None)
+    budget = pretrained.training_budget(tmp_path / "run", config.to_dict())
+    assert budget["steps"] == 510 and budget["init_steps"] == 500
+    # shipping the run replaces shipped.json with the run's own total: counted once, not twice
+    (tmp_path / "shipped.json").write_text(json.dumps(budget))
+    assert pretrained.training_budget(tmp_path / "run", config.to_dict()) == budget
+
+
 def test_warm_start_adds_a_noise_map_channel_that_changes_nothing_at_first(tmp_path):
     from keras_resunet.denoisers import KerasDenoiser
     from keras_resunet.models import build_resunet

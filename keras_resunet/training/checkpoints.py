@@ -4,7 +4,7 @@ from pathlib import Path
 
 import keras
 
-from keras_resunet.io import atomic_write
+from keras_resunet.io import atomic_write, write_text_atomically
 from keras_resunet.training.run_folder import TrainingError
 
 
@@ -73,6 +73,17 @@ def warm_start(model, path):
                 weight = _grown(layer, target, weight, path)
             adapted.append(weight)
         layer.set_weights(adapted)
+
+
+INIT_BUDGET = "init_budget.json"
+
+
+def record_init_budget(out_dir, init_from):
+    """Keeps the training budget of the `init_from` model (its `<name>.json`) in the run folder,
+    as it was when the run started: shipping the run later replaces that file."""
+    record = Path(init_from).with_suffix(".json")
+    if record.is_file():
+        write_text_atomically(Path(out_dir) / INIT_BUDGET, record.read_text())
 
 
 def _grown(layer, target, weight, path):

@@ -31,7 +31,12 @@ from keras_resunet.metrics import psnr_metric
 from keras_resunet.models import build_model
 from keras_resunet.precision import resolve_precision
 from keras_resunet.training.callbacks import Checkpointer, ImageSummaries
-from keras_resunet.training.checkpoints import KerasCheckpoints, save_atomically, warm_start
+from keras_resunet.training.checkpoints import (
+    KerasCheckpoints,
+    record_init_budget,
+    save_atomically,
+    warm_start,
+)
 from keras_resunet.training.run_folder import (
     RunLock,
     TrainingError,
@@ -170,6 +175,7 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
         log(f"resuming {out_dir} at step {done}")
     elif config.init_from:
         warm_start(model, config.init_from)
+        record_init_budget(out_dir, config.init_from)
         log(f"starting {out_dir} from the weights of {config.init_from}")
     chunk = config.checkpoint_every
     total_chunks = math.ceil(config.steps / chunk)
