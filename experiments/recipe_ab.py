@@ -154,11 +154,14 @@ def table(record):
         f"Validation: {record['validation']}.  ",
         f"Machine: {record['machine']}",
         "",
-        f"| arm | change | steps | train s | {sigmas} | mean gain (dB) | dB / CPU-hour |",
-        "| --- | --- | ---: | ---: | "
+        (
+            f"| arm | change | parameters | steps | train s | {sigmas} | mean gain (dB) | "
+            "dB / CPU-hour |"
+        ),
+        "| --- | --- | ---: | ---: | ---: | "
         + " | ".join("---:" for _ in SIGMAS_255)
         + " | ---: | ---: |",
-        f"| start | | | | {' | '.join(f'{v:.3f}' for v in record['start_psnr'].values())} | | |",
+        f"| start | | | | | {' | '.join(f'{v:.3f}' for v in record['start_psnr'].values())} | | |",
     ]
     for name, arm in record["arms"].items():
         change = ", ".join(f"{k}={v}" for k, v in arm["changes"].items()) or "none"

@@ -63,7 +63,13 @@ def test_ab_runs_train_score_and_resume_without_retraining(setup):
     assert control["psnr"] != record["start_psnr"]  # 100 steps at 1e-3 change the model
     gain = np.mean([control["psnr"][s] - record["start_psnr"][s] for s in control["psnr"]])
     assert control["mean_gain_db"] == pytest.approx(gain, abs=1e-3)
-    assert "| l1 | pixel_loss=l1 |" in (path.parent / "recipe_ab.md").read_text()
+    table = [
+        line for line in (path.parent / "recipe_ab.md").read_text().splitlines() if line[:1] == "|"
+    ]
+    assert table[3].startswith("| control | none |") and table[4].startswith(
+        "| l1 | pixel_loss=l1 |"
+    )
+    assert len({line.count("|") for line in table}) == 1  # every row has the header's columns
     assert recipe_ab.main(argv) == 0  # finished arms are scored again, not retrained
     again = json.loads(path.read_text())
     assert again["arms"]["control"]["train_seconds"] == control["train_seconds"]
