@@ -287,13 +287,17 @@ class PatchBatches(keras.utils.PyDataset):
         return degraded.astype(np.float32), clean
 
 
-def evaluation_pairs(images, degradation, seed=0):
+def evaluation_pairs(images, degradation, seed=0, indices=None):
     """Degrades each whole image once with the seed (seed, index); returns (degraded, clean) lists.
 
     The same `seed` gives the same degraded images, so tables compare methods on equal inputs.
+    `indices`: the images' places in their test set when `images` is a part of it (default
+    0, 1, ...), so a part gets the noise the whole set would.
     """
+    indices = range(len(images)) if indices is None else indices
     degraded = [
-        degradations.apply(degradation, image, [seed, index]) for index, image in enumerate(images)
+        degradations.apply(degradation, image, [seed, int(index)])
+        for index, image in zip(indices, images, strict=True)
     ]
     return degraded, list(images)
 

@@ -9,7 +9,9 @@ from keras_resunet.io import write_text_atomically
 from keras_resunet.noise_level import estimate_sigma
 
 
-def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=False, sigma=None):
+def evaluate_model(
+    model, images, degradation, seed=0, names=None, ensemble=False, sigma=None, indices=None
+):
     """Restores every degraded image one at a time and scores it against the clean one.
 
     Args:
@@ -17,6 +19,7 @@ def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=Fals
         images: clean float32 (H, W, C) images in [0, 1].
         degradation: callable `(images, seed) -> degraded`.
         seed: evaluation seed; image i is degraded with seed (seed, i).
+        indices: the images' places in their test set, when `images` is a part of it.
         names: optional image names for the per-image records.
         ensemble: use the 8-fold flip/rotation self-ensemble.
         sigma: the noise level given to a method that takes one: None for the degradation's
@@ -28,7 +31,7 @@ def evaluate_model(model, images, degradation, seed=0, names=None, ensemble=Fals
         so tracing is not counted as restoration time).
     """
     denoiser = model if isinstance(model, Denoiser) else KerasDenoiser(model)
-    degraded, clean = data.evaluation_pairs(images, degradation, seed)
+    degraded, clean = data.evaluation_pairs(images, degradation, seed, indices)
     names = names or [f"image{index:03d}" for index in range(len(images))]
     if sigma is None:
         sigma = degradations.noise_level(degradation)

@@ -32,3 +32,16 @@ def test_quick_noise_level_report(tmp_path):
     assert noise_levels.main([*args[:2], "--reference", "nlm", *args[4:]]) == 0  # any denoiser
     plain = ["--model", str(tmp_path / "plain.keras"), *args[2:]]
     assert noise_levels.main(plain) == 1  # a model without a noise-level input is refused
+
+
+def test_classical_cache_grows_with_the_noise_each_image_has_in_the_full_set(tmp_path):
+    images = [smooth_image(32, 40, seed=index) for index in range(3)]
+    names = ["a.png", "b.png", "c.png"]
+    whole = noise_levels.classical_scores(
+        tmp_path / "whole.json", "nlm", 25, images, names, log=lambda _: None
+    )
+    grown = tmp_path / "grown.json"
+    first = noise_levels.classical_scores(grown, "nlm", 25, images[:1], names[:1], print)
+    assert first == whole[:1]
+    assert noise_levels.classical_scores(grown, "nlm", 25, images, names, print) == whole
+    assert len(set(whole)) == 3  # three different images, three scores
