@@ -92,13 +92,13 @@ def onnx_time_by_op(path, batch, threads=None, runs=3):
             options.intra_op_num_threads = threads
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "ort")
-        session = onnxruntime.InferenceSession(
+        runtime = onnxruntime.InferenceSession(
             str(path), options, providers=["CPUExecutionProvider"]
         )
-        name = session.get_inputs()[0].name
+        name = runtime.get_inputs()[0].name
         for _ in range(runs):
-            session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})
-        events = json.loads(Path(session.end_profiling()).read_text())
+            runtime.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})
+        events = json.loads(Path(runtime.end_profiling()).read_text())
     totals = {}
     for event in events:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
