@@ -6,9 +6,10 @@ Variants (`QUANTIZATIONS`, "none" is float32):
 - int8: int8 weights and activations, calibrated on noisy crops (every op integer).
 - int8_selective: int8, except the layers whose quantization error is largest relative to their
   quantization step (TFLite's quantization debugger, measured on the calibration data); those
-  stay float32. Restoration nets lose most of their int8 error in a few such layers.
-- int16x8: int16 activations, int8 weights (TFLite's 16x8 mode): near-float accuracy, but most
-  runtimes have no fast kernels for it.
+  stay float32. It helps where a few layers carry the error; on the shipped ResUNets the error
+  is spread over every layer and it recovers little (results/export/README.md).
+- int16x8: int16 activations, int8 weights (TFLite's 16x8 mode): closer to float than int8,
+  but most runtimes (XNNPACK among them) have no fast kernels for it.
 """
 
 import csv
@@ -21,8 +22,7 @@ from keras_resunet.export.inputs import model_input
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int8_selective", "int16x8")
 CALIBRATED = ("int8", "int8_selective", "int16x8")
-# Layers left in float by int8_selective: enough to remove most of the error of a ResUNet,
-# few enough to keep most of the compute in int8.
+# Layers left in float by int8_selective by default: few enough to keep most compute in int8.
 FLOAT_LAYERS = 6
 # Calibration crops spread over noise levels; a noise-map model sees 0 ... 75/255.
 CALIBRATION_SIGMAS = (0.0, 5 / 255, 15 / 255, 25 / 255, 0.1, 50 / 255, 75 / 255)
