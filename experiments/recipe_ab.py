@@ -64,14 +64,14 @@ def validation_set(data_root=None, limit=None):
 
 
 def score(model_path, images, names):
-    """Mean PSNR at each validation sigma, with the true sigma given."""
+    """(mean PSNR at each validation sigma with the true sigma given, parameter count)."""
     denoiser = load_denoiser(str(model_path))
     scores = {}
     for sigma_255 in SIGMAS_255:
         degradation = degradations.GaussianNoise(sigma=sigma_255 / 255)
         result = evaluation.evaluate_model(denoiser, images, degradation, seed=0, names=names)
         scores[str(sigma_255)] = round(result["psnr"], 3)
-    return scores
+    return scores, denoiser.model.count_params()
 
 
 def run(args):
@@ -95,7 +95,7 @@ def run(args):
         "validation": f"{len(images)} BSDS300 test images not in CBSD68, seeded noise, "
         "true sigma given",
         "machine": results.machine_description(),
-        "start_psnr": score(args.start, images, names),
+        "start_psnr": score(args.start, images, names)[0],
         "arms": {},
     }
     print(f"start {args.start}: {record['start_psnr']}")
@@ -117,12 +117,12 @@ def run(args):
         started = time.perf_counter()
         train(config, out)
         progress = read_progress(out)
-        psnr = score(out / "model.keras", images, names)
+        psnr, parameters = score(out / "model.keras", images, names)
         gain = float(np.mean([psnr[s] - record["start_psnr"][s] for s in psnr]))
         hours = progress["train_seconds"] / 3600
         record["arms"][arm] = {
             "changes": ARMS[arm],
-            "parameters": load_denoiser(str(out / "model.keras")).model.count_params(),
+            "parameters": parameters,
             "steps": config.steps,
             "patch_size": config.patch_size,
             "train_seconds": round(progress["train_seconds"], 1),
