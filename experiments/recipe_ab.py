@@ -1,7 +1,8 @@
 """`python -m experiments.recipe_ab`: which change to the noise-map recipe gains most per CPU-hour.
 
     python -m experiments.recipe_ab [--steps 2400] [--arms control,l1,patch128,lr_high,wide]
-        [--start saved_models/resunet-noise-map.keras] [--config CONFIG] [--quick]
+        [--start saved_models/resunet-noise-map.keras] [--config CONFIG] [--name recipe_ab]
+        [--quick]
 
 Every arm fine-tunes the same start model with the campaign's config
 (experiments/configs/resunet_noise_map.yaml, or `--config`) and one change, for the same number of training
@@ -11,7 +12,8 @@ CBSD68 (a validation set: CBSD68, where the results are reported, never chooses 
 with seeded noise at sigma 15, 25 and 50 /255 and the true sigma given. Reported: PSNR per sigma,
 the change from the start model, training seconds, and dB per CPU-hour.
 
-Runs live in runs/recipe_ab/ARM (resumable). Writes results/noise_levels/recipe_ab.{json,md}.
+Runs live in runs/NAME/ARM (resumable). Writes results/noise_levels/NAME.{json,md}: a new
+start model or question gets a new `--name`, so earlier records stay.
 """
 
 import argparse
@@ -34,6 +36,7 @@ BASE = {"learning_rate": 5.0e-5, "lr_schedule": "cosine"}
 ARMS = {
     "control": {},
     "l1": {"pixel_loss": "l1"},
+    "psnr_loss": {"pixel_loss": "psnr"},
     "patch128": {"patch_size": 128},
     "lr_high": {"learning_rate": 1.5e-4},
     # wider models grow from the start model without changing what it computes
@@ -86,7 +89,7 @@ def run(args):
     limit = 2 if args.quick else None
     images, names = validation_set(args.data_root, limit)
     base = TrainConfig.from_yaml(args.config)
-    runs = Path(args.runs) / ("recipe_ab_quick" if args.quick else "recipe_ab")
+    runs = Path(args.runs) / (f"{args.name}_quick" if args.quick else args.name)
     record = {
         "command": "python -m experiments.recipe_ab " + " ".join(args.argv),
         "config": args.config,
@@ -134,9 +137,9 @@ def run(args):
     out_dir = Path(args.results or ("runs/quick/results" if args.quick else "results"))
     out_dir = out_dir / "noise_levels"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out_dir / "recipe_ab.json", json.dumps(record, indent=2) + "\n")
-    write_text_atomically(out_dir / "recipe_ab.md", table(record))
-    print(f"wrote {out_dir / 'recipe_ab.md'}")
+    write_text_atomically(out_dir / f"{args.name}.json", json.dumps(record, indent=2) + "\n")
+    write_text_atomically(out_dir / f"{args.name}.md", table(record))
+    print(f"wrote {out_dir / args.name}.md")
 
 
 def table(record):
@@ -182,11 +185,16 @@ def main(argv=None):
     parser.add_argument("--config", default=CONFIG, help="the recipe the arms change")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arm names")
     parser.add_argument("--start", default="saved_models/resunet-noise-map.keras")
+    parser.add_argument(
+        "--name", default="recipe_ab", help="names the runs folder and the result files"
+    )
     args = parser.parse_args(argv)
     args.arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
     args.argv = argv
     if args.steps < 1:
         parser.error("--steps must be positive")
+    if not args.name.replace("_", "").replace("-", "").isalnum():
+        parser.error(f"--name must be letters, digits, '-' and '_'. Received: {args.name!r}")
     return common.run_script("recipe_ab", run, args)
 
 

@@ -101,7 +101,10 @@ class PerceptualLoss(keras.losses.Loss):
         }
 
 
-PIXEL_LOSSES = ("mse", "l1")
+PIXEL_LOSSES = ("mse", "l1", "psnr")
+# The "psnr" loss's cap: an image restored better than this counts as this (keeps the gradient
+# of nearly noise-free inputs, whose error is tiny, from dominating a batch).
+PSNR_LOSS_CAP_DB = 40.0
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -112,8 +115,11 @@ class RestorationLoss(keras.losses.Loss):
         alpha: float, pixel-loss weight (the poster: 100 with the perceptual term, 1 without).
         beta: float, perceptual weight.
         perceptual: dict of `PerceptualLoss` arguments (layer_weights, backbone, weights).
-        pixel: "mse" (the poster's) or "l1" (mean absolute error: its gradient does not grow
-            with the error, so strongly degraded images do not dominate a mixed batch).
+        pixel: "mse" (the poster's), "l1" (mean absolute error: its gradient does not grow
+            with the error, so strongly degraded images do not dominate a mixed batch) or "psnr"
+            (minus each image's PSNR in dB, softly capped at `PSNR_LOSS_CAP_DB`: a batch mixing
+            noise levels weighs a dB gained at a low level like one at a high level, where
+            MSE weighs it by the level's squared error).
     """
 
     def __init__(
@@ -129,12 +135,17 @@ class RestorationLoss(keras.losses.Loss):
         self.perceptual = PerceptualLoss(**self.perceptual_config) if self.beta else None
 
     def terms(self, y_true, y_pred):
-        """Per-image loss terms {"mse" or "l1": ..., "perceptual": ...} before weighting."""
+        """Per-image loss terms {"mse", "l1" or "psnr": ..., "perceptual": ...} before weighting."""
         # in float32 whatever the model computed in (a mixed-precision output is 16-bit)
         y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
         error = y_pred - y_true
-        pixel = ops.square(error) if self.pixel == "mse" else ops.abs(error)
-        terms = {self.pixel: ops.mean(pixel, axis=(1, 2, 3))}
+        if self.pixel == "l1":
+            pixel = ops.mean(ops.abs(error), axis=(1, 2, 3))
+        else:
+            pixel = ops.mean(ops.square(error), axis=(1, 2, 3))
+        if self.pixel == "psnr":  # -PSNR on the [0, 1] scale
+            pixel = 10.0 * ops.log(pixel + 10.0 ** (-PSNR_LOSS_CAP_DB / 10.0)) / ops.log(10.0)
+        terms = {self.pixel: pixel}
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual.call(y_true, y_pred)
         return terms

@@ -81,3 +81,20 @@ def test_configs_refuse_an_unknown_pixel_loss():
     assert TrainConfig(pixel_loss="l1").pixel_loss == "l1"
     with pytest.raises(ValueError, match="`pixel_loss` must be one of"):
         TrainConfig(pixel_loss="huber")
+
+
+def test_psnr_pixel_loss_is_minus_each_images_psnr_capped_at_40_db():
+    rng = np.random.default_rng(0)
+    y_true = rng.random((3, 8, 8, 3), dtype=np.float32)
+    noise = rng.normal(0, 1, y_true.shape).astype(np.float32)
+    sigmas = np.array([0.1, 0.02, 0.0], np.float32).reshape(3, 1, 1, 1)
+    y_pred = y_true + sigmas * noise
+    per_image = np.asarray(RestorationLoss(pixel="psnr").call(y_true, y_pred))
+    mse = np.mean((y_pred - y_true) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(per_image, 10 * np.log10(mse + 1e-4), rtol=1e-5)
+    assert per_image[0] == pytest.approx(-20.0, abs=0.3)  # sigma 0.1: 20 dB
+    assert per_image[2] == pytest.approx(-40.0, abs=1e-4)  # exact: the cap
+    # a dB gained at any level moves the loss alike, where MSE barely sees the low level
+    better = y_true + sigmas * noise / 10 ** (1 / 20)  # every image 1 dB better
+    gains = per_image - np.asarray(RestorationLoss(pixel="psnr").call(y_true, better))
+    assert gains[0] == pytest.approx(1.0, abs=0.02) and 0.7 < gains[1] < 0.9

@@ -45,3 +45,26 @@ def test_classical_cache_grows_with_the_noise_each_image_has_in_the_full_set(tmp
     assert first == whole[:1]
     assert noise_levels.classical_scores(grown, "nlm", 25, images, names, print) == whole
     assert len(set(whole)) == 3  # three different images, three scores
+
+
+def test_every_recipe_ab_record_gets_a_paragraph_with_its_per_sigma_changes(tmp_path):
+    assert "not been compared" in noise_levels._recipe_ab(tmp_path)
+    for name, gain in (("recipe_ab", 0.01), ("recipe_ab_loss", -0.02)):
+        record = {
+            "command": f"python -m experiments.recipe_ab --name {name}",
+            "start": "start.keras",
+            "validation": "2 images",
+            "start_psnr": {"15": 33.0, "25": 30.0, "50": 27.0},
+            "arms": {
+                "arm": {
+                    "psnr": {"15": 33.0 + gain, "25": 30.0, "50": 27.0 - gain},
+                    "train_seconds": 120.0,
+                }
+            },
+        }
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    text = noise_levels._recipe_ab(tmp_path)
+    first, second = text.split("\n\n")
+    assert "[recipe_ab.md](recipe_ab.md)" in first and "--name recipe_ab`" in first
+    assert "at sigma 15 / 25 / 50: arm +0.010 / +0.000 / -0.010 in 2 min" in first
+    assert "[recipe_ab_loss.md]" in second and "arm -0.020 / +0.000 / +0.020" in second

@@ -84,3 +84,15 @@ def test_unknown_arms_and_missing_start_models_are_refused(setup, capsys):
     assert recipe_ab.main(argv) == 1
     assert "start model not found" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_named_ab_keeps_its_own_runs_and_records(setup, capsys):
+    tmp_path, argv = setup
+    assert recipe_ab.main([*argv, "--arms", "psnr_loss", "--name", "loss_ab"]) == 0
+    record = json.loads((tmp_path / "results" / "noise_levels" / "loss_ab.json").read_text())
+    assert record["arms"]["psnr_loss"]["changes"] == {"pixel_loss": "psnr"}
+    assert (tmp_path / "runs" / "loss_ab" / "psnr_loss" / "model.keras").is_file()
+    assert not (tmp_path / "results" / "noise_levels" / "recipe_ab.json").exists()
+    with pytest.raises(SystemExit):
+        recipe_ab.main([*argv, "--name", "../elsewhere"])
+    assert "--name must be letters" in capsys.readouterr().err

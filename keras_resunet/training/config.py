@@ -46,7 +46,7 @@ class TrainConfig:
     precision: str = "auto"
     # XLA measured slower on CPU for these models (results/training/throughput.json)
     jit_compile: bool = False
-    pixel_loss: str = "mse"  # "mse" or "l1" (keras_resunet.losses.RestorationLoss)
+    pixel_loss: str = "mse"  # "mse", "l1" or "psnr" (keras_resunet.losses.RestorationLoss)
     alpha: float = 1.0
     beta: float = 0.0
     perceptual: dict = field(default_factory=dict)
