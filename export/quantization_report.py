@@ -55,6 +55,7 @@ def run(args):
     calibration, calibration_source = _check_images(args.representative_data, limit=16)
     calibration = [image for image in calibration if image.shape[-1] == 3]
     test, _ = experiment.load_test_set("CBSD68", args.data_root, limit=args.images)
+    own_degradation = entry.degradation() if entry else None  # calibrates a fixed-level model
     cases = []  # (sigma, clean, model input)
     for sigma in sigmas:
         degradation = degradations.make_degradation(
@@ -66,8 +67,8 @@ def run(args):
     record = {
         "command": "python -m export.quantization_report " + " ".join(args.argv),
         "model": args.model,
-        "calibration": f"{calibration_source}: seeded crops, noisy at "
-        + ("0 ... 75/255" if noise_map else "the model's level"),
+        "calibration": f"{calibration_source}: seeded crops, "
+        + ("noisy at 0 ... 75/255" if noise_map else "degraded as the model's task"),
         "test": f"first {len(test)} CBSD68 images, seeded noise at "
         + ", ".join(f"{s * 255:.3g}/255" for s in sigmas),
         "machine": results.machine_description(),
@@ -79,7 +80,9 @@ def run(args):
         source = Path(scratch) / "savedmodel"
         spec = tf.TensorSpec((None, None, None, model.input_shape[-1]), tf.float32)
         model.export(str(source), format="tf_saved_model", verbose=False, input_signature=[spec])
-        dataset = q.representative(calibration, spec, noise_map, Codec("float32"))
+        dataset = q.representative(
+            calibration, spec, noise_map, Codec("float32"), degradation=own_degradation
+        )
         print("quantization debugger ...")
         layers = q.layer_errors(source, dataset)
         record["layers"] = [

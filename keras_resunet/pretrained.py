@@ -5,6 +5,7 @@ the repository's `saved_models/`; an installation outside a source checkout poin
 `$KERAS_RESUNET_MODELS` at a copy of it.
 """
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,14 @@ class Pretrained:
     task: str
     sigma: float | None
     description: str
+
+    def degradation(self):
+        """What it restores, as a degradation (a noise-level-map model: at sigma 0.1)."""
+        from keras_resunet import degradations
+
+        return degradations.make_degradation(
+            self.task, sigma=self.sigma or 0.1, kernel=degradations.task_kernel(self.task)
+        )
 
 
 PRETRAINED = {
@@ -111,6 +120,23 @@ def resolve(spec):
     )
 
 
+def degradation_of(spec):
+    """The degradation a model restores: for a shipped name or file, its own; for a run
+    folder's `model.keras`, its config's (a noise range as trained); else None (unknown)."""
+    if spec in PRETRAINED:
+        return PRETRAINED[spec].degradation()
+    path = Path(spec).resolve()
+    for entry in PRETRAINED.values():
+        if path == (models_dir() / entry.filename).resolve():
+            return entry.degradation()
+    config = path.parent / "config.json"
+    if path.name == "model.keras" and config.is_file():
+        from keras_resunet.training.config import TrainConfig
+
+        return TrainConfig.from_dict(json.loads(config.read_text())).degradation()
+    return None
+
+
 def ship(run_dir, name, records, command, note=""):
     """Copies a finished run's model into the models folder as `<name>.keras` (weights only, no
     optimizer state) with a model card `<name>.md` built from its config and result records.
@@ -126,8 +152,6 @@ def ship(run_dir, name, records, command, note=""):
         ValueError: unknown name, a run of another task, or no evaluated records.
         FileNotFoundError: the run has no final model.
     """
-    import json
-
     from keras_resunet.denoisers import load_model
     from keras_resunet.io import atomic_write, write_text_atomically
 
@@ -220,8 +244,6 @@ Shipped by `{command}`.
 def training_budget(run_dir, config):
     """Steps and training seconds behind a run's model, counting those of the shipped model it
     was warm-started from (`init_from`, whose `<name>.json` says what it took)."""
-    import json
-
     progress = json.loads((Path(run_dir) / "progress.json").read_text())
     budget = {"steps": progress["steps"], "train_seconds": progress["train_seconds"]}
     source = config.get("init_from")

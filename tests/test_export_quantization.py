@@ -49,6 +49,40 @@ def test_calibration_crops_cover_the_noise_levels_and_fit_small_images(saved_mod
     assert levels == sorted(round(v, 6) for v in q.CALIBRATION_SIGMAS)
 
 
+def test_calibration_crops_of_a_fixed_level_model_get_its_own_degradation():
+    import tensorflow as tf
+
+    from keras_resunet import degradations
+
+    spec = tf.TensorSpec((None, None, None, 3), tf.float32)
+    blur_only = degradations.make_degradation("deblur_denoise", sigma=0.0)
+    samples = [
+        b[0][0]
+        for b in q.representative(
+            CALIBRATION, spec, False, Codec("float32"), degradation=blur_only, count=3, size=48
+        )()
+    ]
+    sharp = [
+        b[0][0]
+        for b in q.representative(
+            CALIBRATION,
+            spec,
+            False,
+            Codec("float32"),
+            degradation=degradations.GaussianNoise(0.0),
+            count=3,
+            size=48,
+        )()
+    ]
+    for index, (blurred, crop) in enumerate(zip(samples, sharp)):  # the same seeded crops
+        np.testing.assert_allclose(
+            blurred, degradations.apply(blur_only, crop, [1, index]), atol=1e-6
+        )
+        assert np.abs(blurred - crop).max() > 0.01  # blurred, not the crop itself
+    noisy = next(q.representative(CALIBRATION, spec, False, Codec("float32"), count=1, size=48)())
+    assert 0.08 < float(np.std(noisy[0][0] - sharp[0])) < 0.12  # default: noise at 0.1
+
+
 def test_fixed_size_calibration_needs_images_that_large():
     import tensorflow as tf
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_resunet import data, degradations
 from keras_resunet.export import quantization as quantization_variants
 from keras_resunet.export.inputs import (
     FLOAT_TOLERANCE as FLOAT_TOLERANCE,
@@ -65,7 +66,10 @@ class ExportOptions:
         fixed_size: optional (height, width) for TFLite, for delegates that need static shapes
             (batch 1); SavedModel and ONNX stay dynamic.
         overwrite: replace an existing output folder that holds an earlier export.
-        sigma: noise level used to make the degraded check images for the PSNR report.
+        sigma: noise level of the check images for the PSNR report and of the int8
+            calibration crops when the model's own degradation is unknown.
+        degradation: what the model restores (check images and calibration crops get it);
+            default: the shipped model's or the run's own, else Gaussian noise at `sigma`.
         io: "float32" (NHWC in [0, 1]) or "uint8" (0-255 pixels in and out, the scaling,
             clipping and rounding inside the model: what an app feeding camera bytes wants;
             a noise-level map channel is then sigma * 255).
@@ -77,6 +81,7 @@ class ExportOptions:
     overwrite: bool = False
     sigma: float = 0.1
     io: str = "float32"
+    degradation: object = None
 
     def __post_init__(self):
         object.__setattr__(self, "formats", tuple(self.formats))
@@ -165,6 +170,13 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     if calibrated and "tflite" in options.formats and not check_images:
         raise ValueError(f"{calibrated[0]} quantization needs representative images")
     model = load_keras_model(model_path)
+    degradation = (
+        options.degradation
+        or pretrained.degradation_of(model_path)
+        or degradations.GaussianNoise(options.sigma)
+    )
+    if degradations.noise_level(degradation) is None:  # a noise range (a noise-map run's)
+        degradation = degradations.GaussianNoise(options.sigma)
     channels = model.input_shape[-1]
     check_images = [image for image in check_images if image.shape[-1] == model.output_shape[-1]]
     codec = Codec(options.io)
@@ -174,8 +186,10 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         make_readable(scratch)
-        artifacts = _write_artifacts(model, scratch, options, check_images, codec, log)
-        reference = _Reference(model, check_images, options.sigma, codec)
+        artifacts = _write_artifacts(
+            model, scratch, options, check_images, degradation, codec, log
+        )
+        reference = _Reference(model, check_images, degradation, codec)
         for artifact in artifacts:
             artifact.checks = _verify(artifact, scratch, reference, options, log)
         report = {
@@ -206,7 +220,7 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     return report
 
 
-def _write_artifacts(model, folder, options, check_images, codec, log):
+def _write_artifacts(model, folder, options, check_images, degradation, codec, log):
     import tensorflow as tf
 
     artifacts = []
@@ -233,7 +247,7 @@ def _write_artifacts(model, folder, options, check_images, codec, log):
                 name = f"model_{'float32' if quantization == 'none' else quantization}.tflite"
                 log(f"converting TFLite ({quantization}) ...")
                 data = _convert_tflite(
-                    source, quantization, check_images, spec, takes_noise_map(model), codec
+                    source, quantization, check_images, spec, model, degradation, codec
                 )
                 (folder / name).write_bytes(data)
                 artifacts.append(Artifact(name, "tflite", quantization))
@@ -253,10 +267,12 @@ def _write_artifacts(model, folder, options, check_images, codec, log):
     return artifacts
 
 
-def _convert_tflite(saved_model_dir, quantization, check_images, spec, noise_map, codec):
+def _convert_tflite(saved_model_dir, quantization, check_images, spec, model, degradation, codec):
     dataset = None
     if quantization in quantization_variants.CALIBRATED:
-        dataset = quantization_variants.representative(check_images, spec, noise_map, codec)
+        dataset = quantization_variants.representative(
+            check_images, spec, takes_noise_map(model), codec, degradation
+        )
     try:
         return quantization_variants.convert(saved_model_dir, quantization, dataset)
     except Exception as error:
@@ -266,14 +282,12 @@ def _convert_tflite(saved_model_dir, quantization, check_images, spec, noise_map
 class _Reference:
     """The Keras model's outputs, computed once, for comparing every artifact."""
 
-    def __init__(self, model, check_images, sigma, codec):
+    def __init__(self, model, check_images, degradation, codec):
         self.model = model
         self.codec = codec
-        rng = np.random.default_rng(0)
         self.clean = [image[:256, :256] for image in check_images[:4]]
-        degraded = [
-            image + rng.normal(0, sigma, image.shape).astype(np.float32) for image in self.clean
-        ]
+        degraded, _ = data.evaluation_pairs(self.clean, degradation, seed=0)
+        sigma = degradations.noise_level(degradation)
         self.degraded = [model_input(d, sigma, takes_noise_map(model)) for d in degraded]
         self.cache = {}
 

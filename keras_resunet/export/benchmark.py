@@ -189,9 +189,10 @@ def _table(result):
         "",
         (
             "Max abs diff: largest difference from the Keras model's output over random inputs "
-            "of several sizes and noisy test images. PSNR change: mean PSNR of the artifact's "
-            "output minus the Keras model's, on up to 4 noisy (sigma 0.1) 256x256 crops of the "
-            f"check images ({result['check_data']}), which also calibrate int8."
+            "of several sizes and degraded test images. PSNR change: mean PSNR of the artifact's "
+            "output minus the Keras model's, on up to 4 256x256 crops of the check images "
+            f"({result['check_data']}) degraded as the model's task (noise-map models: sigma "
+            "0.1); crops of them, degraded alike, calibrate int8."
         ),
         "",
     ]

@@ -28,9 +28,14 @@ FLOAT_LAYERS = 6
 CALIBRATION_SIGMAS = (0.0, 5 / 255, 15 / 255, 25 / 255, 0.1, 50 / 255, 75 / 255)
 
 
-def representative(images, spec, noise_map, codec, count=128, size=96):
+def representative(images, spec, noise_map, codec, degradation=None, count=128, size=96):
     """Calibration samples: seeded crops of `images` (the fixed size when there is one), noisy
-    at levels across 0-75/255 for a noise-level-map model, else at sigma 0.1."""
+    at levels across 0-75/255 for a noise-level-map model, else degraded by `degradation`,
+    what the model restores (default: Gaussian noise at sigma 0.1). A deblurring model
+    calibrated on sharp crops gets ranges its inputs do not have: 0.35 dB more int8 loss."""
+    from keras_resunet import degradations
+
+    degradation = degradation or degradations.GaussianNoise(0.1)
     fixed = (spec.shape[1], spec.shape[2]) if spec.shape[1] else None
     if fixed:
         images = [
@@ -47,9 +52,13 @@ def representative(images, spec, noise_map, codec, count=128, size=96):
             top = rng.integers(0, image.shape[0] - height + 1)
             left = rng.integers(0, image.shape[1] - width + 1)
             crop = image[top : top + height, left : left + width]
-            sigma = CALIBRATION_SIGMAS[index % len(CALIBRATION_SIGMAS)] if noise_map else 0.1
-            noisy = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
-            yield [codec.encode(model_input(noisy, sigma, noise_map)[None])]
+            if noise_map:
+                sigma = CALIBRATION_SIGMAS[index % len(CALIBRATION_SIGMAS)]
+                degraded = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
+            else:
+                sigma = None
+                degraded = degradations.apply(degradation, crop, [1, index])
+            yield [codec.encode(model_input(degraded, sigma, noise_map)[None])]
 
     return generate
 
