@@ -186,9 +186,7 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         make_readable(scratch)
-        artifacts = _write_artifacts(
-            model, scratch, options, check_images, degradation, codec, log
-        )
+        artifacts = _write_artifacts(model, scratch, options, check_images, degradation, codec, log)
         reference = _Reference(model, check_images, degradation, codec)
         for artifact in artifacts:
             artifact.checks = _verify(artifact, scratch, reference, options, log)
