@@ -3,11 +3,14 @@ variant costs in PSNR on test photos.
 
     python -m export.quantization_report --model resunet-noise-map [--images 8]
         [--float-layers 2,4,6,10] [--representative-data DIR] [--out results/export]
+        [--int8-source QAT.keras]
 
 1. TFLite's quantization debugger runs the float and the int8 graph layer by layer on calibration
    crops; the layers whose error is largest in quantization steps are listed.
 2. Every variant (float32, fp16, dynamic, int8, int8 with the k worst layers kept in float,
-   int16x8) is converted and run in LiteRT on the first `--images` CBSD68 photos, degraded with
+   int16x8; with `--int8-source`, float32 and int8 converted from a quantization-aware
+   fine-tune of the model, `resunet train` with `quantization_aware: true`) is converted and
+   run in LiteRT on the first `--images` CBSD68 photos, degraded with
    the evaluation's seeded noise (at 15, 25 and 50 /255 for a noise-level-map model, at the
    model's own level otherwise). Reported: PSNR against the clean photo, its change from the Keras
    model on the same inputs, and the largest pixel difference from Keras. Speed is measured by
@@ -49,6 +52,12 @@ def run(args):
 
     model = load_keras_model(args.model)
     noise_map = takes_noise_map(model)
+    int8_source = args.int8_source and load_keras_model(args.int8_source)
+    if int8_source and (
+        int8_source.input_shape != model.input_shape
+        or int8_source.output_shape != model.output_shape
+    ):
+        raise ValueError(f"--int8-source {args.int8_source} is not a copy of {args.model}")
     entry = pretrained.PRETRAINED.get(args.model)
     task = entry.task if entry else "denoise"
     sigmas = (15 / 255, 25 / 255, 50 / 255) if noise_map else ((entry and entry.sigma) or 0.1,)
@@ -73,13 +82,23 @@ def run(args):
         + ", ".join(f"{s * 255:.3g}/255" for s in sigmas),
         "machine": results.machine_description(),
         "keras_psnr": _by_sigma(cases, keras_out, psnr),
+        "int8_source": args.int8_source,
         "layers": [],
         "variants": [],
     }
     with tempfile.TemporaryDirectory() as scratch:
-        source = Path(scratch) / "savedmodel"
         spec = tf.TensorSpec((None, None, None, model.input_shape[-1]), tf.float32)
-        model.export(str(source), format="tf_saved_model", verbose=False, input_signature=[spec])
+        sources = {}
+        for key, keras_model in (("model", model), ("int8_source", int8_source)):
+            if keras_model:
+                sources[key] = Path(scratch) / f"savedmodel_{key}"
+                keras_model.export(
+                    str(sources[key]),
+                    format="tf_saved_model",
+                    verbose=False,
+                    input_signature=[spec],
+                )
+        source = sources["model"]
         dataset = q.representative(
             calibration, spec, noise_map, Codec("float32"), degradation=own_degradation
         )
@@ -89,10 +108,18 @@ def run(args):
             {k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
             for row in layers[: args.top]
         ]
-        for label, quantization, extra in _variants(args.float_layers):
+        variants = [(*variant, "model") for variant in _variants(args.float_layers)]
+        if int8_source:
+            variants += [
+                ("float32, quantization-aware weights", "none", {}, "int8_source"),
+                ("int8, quantization-aware weights", "int8", {}, "int8_source"),
+            ]
+        for label, quantization, extra, origin in variants:
             print(f"{label} ...")
-            path = Path(scratch) / f"{quantization}_{extra.get('float_layers', 0)}.tflite"
-            path.write_bytes(q.convert(source, quantization, dataset, layers=layers, **extra))
+            path = Path(scratch) / f"{origin}_{quantization}_{extra.get('float_layers', 0)}.tflite"
+            path.write_bytes(
+                q.convert(sources[origin], quantization, dataset, layers=layers, **extra)
+            )
             runner = Runner(path, threads=args.threads)
             outputs = [np.clip(runner(x[None])[0], 0, 1) for _, _, x in cases]
             scores = _by_sigma(cases, outputs, psnr)
@@ -140,6 +167,8 @@ def _table(record):
         "",
         "## PSNR change from the Keras model, per variant",
         "",
+        *([_int8_source_note(record["int8_source"])] if record.get("int8_source") else []),
+        "",
         "| variant | size (MB) | "
         + " | ".join(f"change at {s} (dB)" for s in sigmas)
         + " | max abs diff |",
@@ -168,6 +197,14 @@ def _table(record):
     return "\n".join(lines) + "\n"
 
 
+def _int8_source_note(path):
+    return (
+        f"Rows on quantization-aware weights are converted from `{path}` (a fine-tune of the "
+        "model through simulated int8 rounding); their change is measured against the model's "
+        "own Keras output, like every row."
+    )
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -179,6 +216,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top", type=int, default=12, help="layers to list")
     parser.add_argument("--out", default="results/export")
+    parser.add_argument(
+        "--int8-source", help="a quantization-aware fine-tune of --model (.keras) to convert too"
+    )
     args = parser.parse_args(argv)
     try:
         args.float_layers = [int(k) for k in args.float_layers.split(",") if k.strip()]

@@ -154,15 +154,23 @@ def test_quantization_report_writes_every_variant(tmp_path):
     keras.utils.set_random_seed(5)
     model_path = tmp_path / "tiny.keras"
     build_resunet(base_filters=4, depth=2, noise_level_map=True).save(model_path)
+    build_resunet(base_filters=4, depth=2, noise_level_map=True).save(tmp_path / "qat.keras")
+    build_resunet(base_filters=4, depth=2).save(tmp_path / "other.keras")
     argv = [
         "--model", str(model_path), "--images", "2", "--float-layers", "3",
         "--representative-data", str(root / "train"), "--data-root", str(root),
         "--out", str(tmp_path / "out"),
     ]  # fmt: skip
-    assert main(argv) == 0
+    assert main([*argv, "--int8-source", str(tmp_path / "other.keras")]) == 1
+    assert not (tmp_path / "out").exists()
+    assert main([*argv, "--int8-source", str(tmp_path / "qat.keras")]) == 0
     record = json.loads((tmp_path / "out" / "quantization_tiny.json").read_text())
     variants = [row["variant"] for row in record["variants"]]
-    assert variants == ["float32", "fp16", "dynamic", "int8", "int8, 3 layers float", "int16x8"]
+    assert variants == [
+        "float32", "fp16", "dynamic", "int8", "int8, 3 layers float", "int16x8",
+        "float32, quantization-aware weights", "int8, quantization-aware weights",
+    ]  # fmt: skip
+    assert record["variants"][-2]["max_abs_diff"] > 1e-3  # other weights than the model's
     assert set(record["keras_psnr"]) == {"15/255", "25/255", "50/255"}
     float32 = record["variants"][0]
     assert float32["max_abs_diff"] < 1e-4

@@ -55,6 +55,9 @@ class TrainConfig:
     # so a campaign whose run folder is lost goes on from what shipped). Layers are matched by
     # name; a first conv that gains a noise-level-map channel gets zero weights for it.
     init_from: str | None = None
+    # Fine-tune `init_from` with int8 rounding simulated (training.quantization_aware), so its
+    # int8 TFLite export loses less; float32 only (bfloat16 rounds more coarsely than int8).
+    quantization_aware: bool = False
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -81,6 +84,12 @@ class TrainConfig:
                 f"Received: steps={self.steps}, checkpoint_every={self.checkpoint_every}"
             )
         self.degradation()
+        if self.quantization_aware and (not self.init_from or self.precision != "float32"):
+            raise ValueError(
+                "`quantization_aware` fine-tunes a trained model in float32: it needs "
+                f"`init_from` and `precision: float32`. Received: init_from={self.init_from!r}, "
+                f"precision={self.precision!r}"
+            )
         _check_model_args(self.model, self.model_args)
         if self.noise_map and self.task != "denoise":
             raise ValueError("`noise_level_map` models are trained on the denoise task")

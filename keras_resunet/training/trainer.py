@@ -26,6 +26,7 @@ from pathlib import Path
 import keras
 
 from keras_resunet import data, degradations, torch_conv
+from keras_resunet.io import write_text_atomically
 from keras_resunet.losses import RestorationLoss
 from keras_resunet.metrics import psnr_metric
 from keras_resunet.models import build_model
@@ -37,6 +38,7 @@ from keras_resunet.training.checkpoints import (
     save_atomically,
     warm_start,
 )
+from keras_resunet.training.quantization_aware import activation_ranges, with_int8_rounding
 from keras_resunet.training.run_folder import (
     RunLock,
     TrainingError,
@@ -143,14 +145,21 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
     else:
         scope = contextlib.nullcontext()
         torch_conv.enable()  # same numbers, fewer copies (keras_resunet/torch_conv.py)
+    if config.quantization_aware and not tensorflow_backend:
+        raise ValueError("`quantization_aware` runs on the TensorFlow backend (TFLite's own)")
     with scope:
         model = build_model(config.model, in_channels=config.channels, **config.model_args)
+        # what fit trains: the model, or the model with int8 rounding around its layers (the
+        # same weights); `model` is what gets saved
+        trained = model
+        if config.quantization_aware:
+            trained = with_int8_rounding(model, _int8_ranges(config, out_dir, images))
         optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
         loss = RestorationLoss(config.alpha, config.beta, config.perceptual, config.pixel_loss)
-        model.compile(
+        trained.compile(
             optimizer=optimizer, loss=loss, metrics=[psnr_metric], jit_compile=config.jit_compile
         )
-        model.optimizer.build(model.trainable_variables)
+        trained.optimizer.build(trained.trainable_variables)
     # A run keeps the checkpoint format it started with: TensorFlow's (tf.train) on the
     # TensorFlow backend, .keras files on the others; .keras files load on every backend.
     folder = out_dir / "checkpoints"
@@ -162,12 +171,12 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
     if tensorflow_backend and (tf_format or not any(folder.glob("ckpt-*.keras"))):
         import tensorflow as tf
 
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        checkpoint = tf.train.Checkpoint(model=trained, optimizer=trained.optimizer)
         manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=2)
         restore = lambda path: checkpoint.restore(path).expect_partial()
     else:
-        manager = KerasCheckpoints(folder, model)
-        restore = model.load_weights
+        manager = KerasCheckpoints(folder, trained)
+        restore = trained.load_weights
     done = 0
     if manager.latest_checkpoint:
         restore(manager.latest_checkpoint)
@@ -212,10 +221,10 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
             from keras_resunet.training.multi_worker import fit_multi_worker
 
             fit_multi_worker(
-                model, dataset, strategy, chunk, done // chunk, total_chunks, callbacks, config
+                trained, dataset, strategy, chunk, done // chunk, total_chunks, callbacks, config
             )
         else:
-            model.fit(
+            trained.fit(
                 dataset,
                 steps_per_epoch=chunk,
                 epochs=total_chunks,
@@ -240,6 +249,28 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
         model = _float32_copy(model, config)
     save_atomically(model, out_dir / "model.keras")
     return model
+
+
+def _int8_ranges(config, out_dir, images):
+    """The activation ranges a quantization-aware run rounds to: measured once on the start
+    model (`init_from`) over int8 calibration crops of the training images, degraded as in
+    training, and kept in the run folder so a resumed run rounds alike."""
+    path = out_dir / "int8_ranges.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    import tensorflow as tf
+
+    from keras_resunet.export.inputs import Codec
+    from keras_resunet.export.quantization import representative
+
+    start = build_model(config.model, in_channels=config.channels, **config.model_args)
+    warm_start(start, config.init_from)
+    spec = tf.TensorSpec((None, None, None, start.input_shape[-1]), tf.float32)
+    degradation = None if config.noise_map else config.degradation()
+    crops = representative(images[:16], spec, config.noise_map, Codec("float32"), degradation)
+    ranges = activation_ranges(start, (sample[0] for sample in crops()))
+    write_text_atomically(path, json.dumps(ranges, indent=1))
+    return ranges
 
 
 def _multi_worker(strategy):

@@ -1,0 +1,86 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_resunet.metrics import psnr
+from keras_resunet.models import build_resunet
+from keras_resunet.training import TrainConfig, train
+from keras_resunet.training.quantization_aware import activation_ranges, with_int8_rounding
+from tests.conftest import smooth_image
+from tests.test_training import IMAGES, TINY, tiny_config
+
+
+def _batch(seed):
+    rng = np.random.default_rng(seed)
+    clean = np.stack([smooth_image(32, 32, seed=seed + i) for i in range(2)])
+    return clean + rng.normal(0, 0.1, clean.shape).astype(np.float32), clean
+
+
+def test_rounding_shares_the_weights_and_stays_within_a_few_int8_steps():
+    keras.utils.set_random_seed(1)
+    model = build_resunet(**TINY)
+    noisy, _ = _batch(0)
+    ranges = activation_ranges(model, [noisy, _batch(5)[0]])
+    assert ranges["input"][0] < 0 and ranges["input"][1] > 1  # noise goes past [0, 1]
+    assert all(low <= 0 <= high for low, high in ranges.values())
+    rounded = with_int8_rounding(model, ranges)
+    assert {id(v) for v in rounded.trainable_variables} == {
+        id(v) for v in model.trainable_variables
+    }
+    assert all(layer.name.startswith("rounded_") for layer in rounded.layers[1:])
+    difference = np.abs(rounded.predict(noisy, verbose=0) - model.predict(noisy, verbose=0))
+    step = (ranges[model.layers[-1].name][1] - ranges[model.layers[-1].name][0]) / 255
+    assert 0 < difference.max() < 20 * step  # rounded, by a few steps of the output's grid
+    with pytest.raises(ValueError, match="no activation range for"):
+        with_int8_rounding(build_resunet(base_filters=4, depth=3), ranges)
+
+
+def test_a_quantization_aware_run_learns_through_the_rounding_and_saves_the_plain_model(
+    tmp_path,
+):
+    keras.utils.set_random_seed(2)
+    start = tmp_path / "start.keras"
+    train(tiny_config(steps=60, checkpoint_every=30), tmp_path / "pre", images=IMAGES)
+    keras.models.load_model(tmp_path / "pre" / "model.keras").save(start)
+    config = tiny_config(
+        init_from=str(start), quantization_aware=True, learning_rate=5e-4, steps=20
+    )
+    run = tmp_path / "qat"
+    train(config, run, images=IMAGES)
+    ranges = json.loads((run / "int8_ranges.json").read_text())
+    saved = keras.models.load_model(run / "model.keras")
+    assert [layer.name for layer in saved.layers] == [
+        layer.name for layer in keras.models.load_model(start).layers
+    ]
+    lines = []  # a resumed run rounds to the ranges it started with
+    train(TrainConfig(**{**config.to_dict(), "steps": 80}), run, images=IMAGES, log=lines.append)
+    assert any("resuming" in line and "step 20" in line for line in lines)
+    assert json.loads((run / "int8_ranges.json").read_text()) == ranges
+    noisy, clean = _batch(10)
+
+    def rounded_psnr(path):
+        model = with_int8_rounding(keras.models.load_model(path), ranges)
+        return float(np.mean(psnr(np.clip(model.predict(noisy, verbose=0), 0, 1), clean)))
+
+    assert rounded_psnr(run / "model.keras") > rounded_psnr(start) + 0.1
+
+
+def test_quantization_aware_needs_a_start_model_in_float32():
+    with pytest.raises(ValueError, match="needs `init_from` and `precision: float32`"):
+        tiny_config(quantization_aware=True)
+    with pytest.raises(ValueError, match="needs `init_from`"):
+        tiny_config(quantization_aware=True, init_from="a.keras", precision="mixed_bfloat16")
+
+
+def test_a_rounded_model_round_trips_through_its_config():
+    keras.utils.set_random_seed(4)
+    model = build_resunet(**TINY)
+    noisy, _ = _batch(1)
+    rounded = with_int8_rounding(model, activation_ranges(model, [noisy]))
+    copy = keras.Model.from_config(rounded.get_config())
+    copy.set_weights(rounded.get_weights())
+    np.testing.assert_allclose(
+        copy.predict(noisy, verbose=0), rounded.predict(noisy, verbose=0), atol=1e-6
+    )
