@@ -78,7 +78,9 @@ def run(args):
         "model": args.model,
         "calibration": f"{calibration_source}: seeded crops, "
         + ("noisy at 0 ... 75/255" if noise_map else "degraded as the model's task"),
-        "test": f"first {len(test)} CBSD68 images, seeded noise at "
+        "test": f"first {len(test)} CBSD68 images, "
+        + ("blurred (7x7 Gaussian, sigma 1.6), then " if task == "deblur_denoise" else "")
+        + "seeded noise at "
         + ", ".join(f"{s * 255:.3g}/255" for s in sigmas),
         "machine": results.machine_description(),
         "keras_psnr": _by_sigma(cases, keras_out, psnr),
