@@ -131,9 +131,16 @@ def degradation_of(spec):
             return entry.degradation()
     config = path.parent / "config.json"
     if path.name == "model.keras" and config.is_file():
-        from keras_resunet.training.config import TrainConfig
+        from keras_resunet import degradations
 
-        return TrainConfig.from_dict(json.loads(config.read_text())).degradation()
+        values = json.loads(config.read_text())
+        task = values.get("task", "denoise")
+        return degradations.make_degradation(
+            task,
+            sigma=values.get("sigma", 0.1),
+            sigma_range=values.get("sigma_range"),
+            kernel=degradations.task_kernel(task, values.get("kernel", "gaussian")),
+        )
     return None
 
 
