@@ -144,6 +144,9 @@ def degradation_of(spec):
     return None
 
 
+_LOSS_TEXT = {"mse": "MSE", "l1": "L1", "psnr": "minus each patch's PSNR (capped at 40 dB)"}
+
+
 def ship(run_dir, name, records, command, note=""):
     """Copies a finished run's model into the models folder as `<name>.keras` (weights only, no
     optimizer state) with a model card `<name>.md` built from its config and result records.
@@ -200,6 +203,9 @@ def ship(run_dir, name, records, command, note=""):
         f"{r.psnr:.2f} | {r.ssim:.4f} |"
         for r in records
     )
+    loss = _LOSS_TEXT[config.get("pixel_loss", "mse")]
+    if config.get("beta"):
+        loss = f"{config.get('alpha', 1.0):g} x {loss} + {config['beta']:g} x VGG perceptual"
     clipped = "inputs clipped to [0, 1]" if config.get("clip") else "not clipped"
     if config.get("clip_fraction"):
         share = f"{config['clip_fraction']:.0%}"
@@ -231,7 +237,7 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
 - Training data: {config["train_data"]} ({config["patch_size"]}x{config["patch_size"]} random
   patches with flips/rotations, degraded on the fly)
 - Budget: {steps:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
-  ({config["lr_schedule"]}){trained_in}, {seconds / 60:.0f} min of training on
+  ({config["lr_schedule"]}), loss {loss}{trained_in}, {seconds / 60:.0f} min of training on
   {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend{warm}
 - Trained by: `{provenance["command"]}`; config in
   `{run_dir / "config.json"}` when the run folder is present, and in `experiments/configs/`.

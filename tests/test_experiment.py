@@ -121,19 +121,20 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     assert trained_in in ("float32", "mixed_bfloat16")  # "auto", resolved for this machine
     assert "Keras tensorflow backend" in card
     assert ("float32 weights" in card) == (trained_in != "float32")
-    assert "sigma 0.1 on [0, 1] images (not clipped)" in card
+    assert "sigma 0.1 on [0, 1] images (not clipped)" in card and "loss MSE" in card
     assert load_denoiser("resunet-denoise").channels == 3
     # a run trained in bfloat16 on clipped inputs says so on its card
     bf16_run = tmp_path / "bf16_run"
     shutil.copytree(run, bf16_run)
     config = json.loads((bf16_run / "config.json").read_text())
-    bf16 = {**config, "precision": "mixed_bfloat16", "clip": True}
+    bf16 = {**config, "precision": "mixed_bfloat16", "clip": True, "pixel_loss": "psnr"}
     (bf16_run / "config.json").write_text(json.dumps(bf16))
     records = results.load_records(out / "denoise" / "summary.json")
     records = [r for r in records if r.notes.get("run") == run]
     pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
-    assert "(constant), mixed_bfloat16 training (float32 weights), " in card
+    assert "(constant), loss minus each patch's PSNR (capped at 40 dB), mixed_bfloat16 " in card
+    assert "training (float32 weights), " in card
     assert "(inputs clipped to [0, 1])" in card
 
 
