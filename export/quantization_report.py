@@ -64,7 +64,7 @@ def run(args):
     calibration, calibration_source = _check_images(args.representative_data, limit=16)
     calibration = [image for image in calibration if image.shape[-1] == 3]
     test, _ = experiment.load_test_set("CBSD68", args.data_root, limit=args.images)
-    own_degradation = entry.degradation() if entry else None  # calibrates a fixed-level model
+    own_degradation = pretrained.degradation_of(args.model)  # calibrates a fixed-level model
     cases = []  # (sigma, clean, model input)
     for sigma in sigmas:
         degradation = degradations.make_degradation(
