@@ -4,7 +4,9 @@
 
 For UNet, ResUNet and ResUNet + perceptual loss (experiments/configs/<model>_<task>_poster.yaml;
 `--methods resunet_strong` adds our stronger configuration, configs/resunet_strong_<task>.yaml;
-`resunet_strong_x8` evaluates the same run through the 8-fold flip/rotation self-ensemble)
+`resunet_strong_x8` evaluates the same run through the 8-fold flip/rotation self-ensemble;
+`resunet_strong_qat` its quantization-aware fine-tune, configs/resunet_strong_<task>_qat.yaml,
+where the task has one)
 it trains the run in runs/<config> (resuming a half-done one; a finished one is only reloaded),
 evaluates it on BSDS300 test (100 images) and CBSD68 (68) with the fixed evaluation noise, and
 writes results/<task>/summary.json (merged with other scripts' records), results/<task>/README.md
@@ -30,6 +32,7 @@ METHODS = {
     "resunet_perceptual": ("ResUNet + perceptual", "resunet_perceptual_{task}_poster"),
     "resunet_strong": ("ResUNet strong", "resunet_strong_{task}"),
     "resunet_strong_x8": ("ResUNet strong x8", "resunet_strong_{task}"),
+    "resunet_strong_qat": ("ResUNet strong, int8-aware", "resunet_strong_{task}_qat"),
 }
 # Methods evaluated through the self-ensemble (the run is the one their config names).
 ENSEMBLED = {"resunet_strong_x8"}
@@ -54,6 +57,10 @@ def reproduce(args):
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"Unknown methods {unknown}. Valid: {sorted(METHODS)}")
+    for method in methods:
+        config_path = CONFIGS / f"{METHODS[method][1].format(task=args.task)}.yaml"
+        if not config_path.is_file():
+            raise ValueError(f"{method} has no config for task {args.task} ({config_path})")
     options, out = common.options_from(args)
     test_sets = experiment.load_test_sets(experiment.COLOR_TEST_SETS, options)
     made = experiment.provenance()
@@ -75,6 +82,8 @@ def reproduce(args):
         if method in ENSEMBLED:  # drawn only beside its own table row
             continue
         config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
+        if not config_path.is_file():
+            continue
         found = experiment.finished_denoiser(method, config_path, options)
         if found is None:
             absent.append(method)

@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_resunet import data, degradations, evaluation, results, training
 from keras_resunet.inference import Denoiser, restore_image
+from keras_resunet.pretrained import training_budget
 from keras_resunet.provenance import RECORD_FIELDS
 from keras_resunet.provenance import provenance as _provenance
 
@@ -122,7 +123,9 @@ def learned_method(method, config_path, test_sets, options, made, log=print, ens
         ]
         return records, None
     log(f"{method}: training / resuming {run_dir} ({config.steps} steps)")
-    model, progress = train_if_needed(config, run_dir, options.data_root, log=log)
+    model, _ = train_if_needed(config, run_dir, options.data_root, log=log)
+    # a warm-started run's model took the steps of the model it started from as well
+    budget = training_budget(run_dir, config.to_dict())
     denoiser = KerasDenoiser(model, name=method)
     notes = {"config": f"experiments/configs/{Path(config_path).name}", "run": str(run_dir)}
     if config.precision != "float32":
@@ -139,8 +142,8 @@ def learned_method(method, config_path, test_sets, options, made, log=print, ens
         kernel=kernel,
         provenance=made,
         params=model.count_params(),
-        train_steps=progress["steps"] or config.steps,
-        train_seconds=progress["train_seconds"] or None,
+        train_steps=budget["steps"] or config.steps,
+        train_seconds=budget["train_seconds"] or None,
         notes=notes,
     )
     for record in records:

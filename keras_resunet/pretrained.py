@@ -190,6 +190,8 @@ def ship(run_dir, name, records, command, note=""):
     precision = config.get("precision", "float32")
     # weights are float32 in every shipped file; only the training arithmetic differs
     trained_in = "" if precision == "float32" else f", {precision} training (float32 weights)"
+    if config.get("quantization_aware"):
+        trained_in += ", through simulated int8 rounding (quantization-aware: for int8 export)"
     if config["task"] != "denoise":
         from keras_resunet.degradations import make_kernel
 

@@ -136,6 +136,12 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     assert "(constant), loss minus each patch's PSNR (capped at 40 dB), mixed_bfloat16 " in card
     assert "training (float32 weights), " in card
     assert "(inputs clipped to [0, 1])" in card
+    # so does a quantization-aware fine-tune
+    qat = {**config, "precision": "float32", "quantization_aware": True}
+    (bf16_run / "config.json").write_text(json.dumps(qat))
+    pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
+    card = (tmp_path / "models" / "resunet-denoise.md").read_text()
+    assert "loss MSE, through simulated int8 rounding (quantization-aware" in card
 
 
 def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(
@@ -310,3 +316,11 @@ def test_throughput_refuses_unknown_models(capsys):
         throughput.main(["--precisions", "float32,int4"])
     assert exit_info.value.code != 0
     assert "unknown precisions ['int4']" in capsys.readouterr().err
+
+
+def test_method_without_a_config_for_the_task_is_a_clear_error(data_root, tmp_path, capsys):
+    argv = ["--task", "denoise", "--methods", "resunet_strong_qat", "--quick"]
+    argv += ["--data-root", str(data_root), "--runs", str(tmp_path / "runs")]
+    assert reproduce.main(argv) == 1
+    assert "resunet_strong_qat has no config for task denoise" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # refused before any work
