@@ -7,7 +7,8 @@ variant costs in PSNR on test photos.
 
 1. TFLite's quantization debugger runs the float and the int8 graph layer by layer on calibration
    crops; the layers whose error is largest in quantization steps are listed.
-2. Every variant (float32, fp16, dynamic, int8, int8 with the k worst layers kept in float,
+2. Every variant (float32, fp16, dynamic, int8, int8 with the k layers kept in float whose
+   rounding alone changes the output most (simulated in Keras, `int8_simulation`),
    int16x8; with `--int8-source`, float32 and int8 converted from a quantization-aware
    fine-tune of the model, `resunet train` with `quantization_aware: true`) is converted and
    run in LiteRT on the first `--images` CBSD68 photos, degraded with
@@ -106,6 +107,9 @@ def run(args):
         )
         print("quantization debugger ...")
         layers = q.layer_errors(source, dataset)
+        print("int8 sensitivity per layer (simulated in Keras) ...")
+        ranking = q.sensitivity_ranking(model, dataset)
+        record["float_layers_by_sensitivity"] = ranking[: max(args.float_layers)]
         record["layers"] = [
             {k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
             for row in layers[: args.top]
@@ -120,7 +124,9 @@ def run(args):
             print(f"{label} ...")
             path = Path(scratch) / f"{origin}_{quantization}_{extra.get('float_layers', 0)}.tflite"
             path.write_bytes(
-                q.convert(sources[origin], quantization, dataset, layers=layers, **extra)
+                q.convert(
+                    sources[origin], quantization, dataset, layers=layers, ranking=ranking, **extra
+                )
             )
             runner = Runner(path, threads=args.threads)
             outputs = [np.clip(runner(x[None])[0], 0, 1) for _, _, x in cases]
@@ -182,6 +188,14 @@ def _table(record):
             + " | ".join(f"{row['psnr_change_db'][s]:+.3f}" for s in sigmas)
             + f" | {row['max_abs_diff']:.3f} |"
         )
+    if record.get("float_layers_by_sensitivity"):
+        lines += [
+            "",
+            "Layers kept in float by the `int8, k layers float` rows: the first k of "
+            + ", ".join(f"`{name}`" for name in record["float_layers_by_sensitivity"])
+            + " (each layer's output rounded alone in a Keras copy of the model, calibration "
+            "crops: the largest change of the model's output first).",
+        ]
     lines += [
         "",
         "## Layers with the largest int8 error (quantization debugger, calibration crops)",

@@ -123,6 +123,26 @@ def test_selective_int8_keeps_the_worst_layers_in_float(saved_model, tmp_path):
             q.convert(folder, "int8_selective", dataset, float_layers=count, layers=layers)
 
 
+def test_selective_int8_by_sensitivity_keeps_the_named_keras_layers_in_float(saved_model, tmp_path):
+    model, folder, dataset = saved_model
+    layers = q.layer_errors(folder, dataset, samples=4)
+    ranking = q.sensitivity_ranking(model, dataset, samples=4)
+    assert set(ranking) == {layer.name for layer in model.layers[1:]}
+    # a layer's tensors, not those of a layer whose name it begins
+    out_conv = q.tensors_of(layers, ["resunet_out_conv"])
+    assert out_conv and all("resunet_out_conv" in name for name in out_conv)
+    assert not q.tensors_of(layers, ["resunet_out"])
+    felt = [name for name in ranking if q.tensors_of(layers, [name])]
+    least, other = felt[-1], felt[-2]
+    path = tmp_path / "selective.tflite"
+    data = q.convert(folder, "int8_selective", dataset, 2, layers, ranking=[least, *felt])
+    path.write_bytes(data)
+    types = _tensor_types(path)
+    for name in q.tensors_of(layers, [least, felt[0]]):
+        assert types[name] == "float32", name
+    assert all(types[name] == "int8" for name in q.tensors_of(layers, [other]))
+
+
 def test_int16x8_is_closer_to_float_than_int8(saved_model, tmp_path):
     model, folder, dataset = saved_model
     batch = np.concatenate([CALIBRATION[1][None], np.full((1, 64, 80, 1), 0.2, np.float32)], -1)

@@ -271,8 +271,13 @@ def _convert_tflite(saved_model_dir, quantization, check_images, spec, model, de
         dataset = quantization_variants.representative(
             check_images, spec, takes_noise_map(model), codec, degradation
         )
+    ranking = None
+    if quantization == "int8_selective":  # float I/O (ExportOptions refuses uint8 with it)
+        ranking = quantization_variants.sensitivity_ranking(model, dataset)
     try:
-        return quantization_variants.convert(saved_model_dir, quantization, dataset)
+        return quantization_variants.convert(
+            saved_model_dir, quantization, dataset, ranking=ranking
+        )
     except Exception as error:
         raise ExportError(f"TFLite conversion ({quantization}) failed: {error}") from error
 

@@ -4,10 +4,10 @@ Variants (`QUANTIZATIONS`, "none" is float32):
 - fp16: float16 weights, float32 compute where the runtime prefers it.
 - dynamic: int8 weights, float activations quantized on the fly.
 - int8: int8 weights and activations, calibrated on noisy crops (every op integer).
-- int8_selective: int8, except the layers whose quantization error is largest relative to their
-  quantization step (TFLite's quantization debugger, measured on the calibration data); those
-  stay float32. It helps where a few layers carry the error; on the shipped ResUNets the error
-  is spread over every layer and it recovers little (results/export/README.md).
+- int8_selective: int8, except the layers whose rounding changes the model's output most;
+  those stay float32. With the Keras model at hand they are found by rounding one layer at a
+  time in a Keras copy (`int8_simulation.layer_sensitivity`); without it, by TFLite's
+  quantization debugger: the layers whose own error is largest in quantization steps.
 - int16x8: int16 activations, int8 weights (TFLite's 16x8 mode): closer to float than int8,
   but most runtimes (XNNPACK among them) have no fast kernels for it.
 """
@@ -89,20 +89,34 @@ def converter(saved_model_dir, quantization, dataset=None):
     return result
 
 
-def convert(saved_model_dir, quantization, dataset=None, float_layers=FLOAT_LAYERS, layers=None):
-    """The `.tflite` bytes of one variant (`layers`: `layer_errors` already measured, for
-    int8_selective)."""
+def convert(
+    saved_model_dir,
+    quantization,
+    dataset=None,
+    float_layers=FLOAT_LAYERS,
+    layers=None,
+    ranking=None,
+):
+    """The `.tflite` bytes of one variant. For int8_selective: `layers`, `layer_errors` already
+    measured; `ranking`, Keras layer names most sensitive first (`sensitivity_ranking`), which
+    choose the float layers when given (else the debugger's worst layers do)."""
     if quantization != "int8_selective":
         return converter(saved_model_dir, quantization, dataset).convert()
     import tensorflow as tf
 
     layers = layers if layers is not None else layer_errors(saved_model_dir, dataset)
-    if not 0 < float_layers < len(layers):
+    if ranking is not None:  # Keras layers with an op of their own in the TFLite graph
+        ranking = [name for name in ranking if tensors_of(layers, [name])]
+    count = len(ranking) if ranking is not None else len(layers)
+    if not 0 < float_layers < count:
         raise ValueError(
-            f"int8_selective keeps 1 to {len(layers) - 1} of the {len(layers)} quantized layers "
+            f"int8_selective keeps 1 to {count - 1} of the {count} quantized layers "
             f"in float. Received: {float_layers} (all in float is quantization 'none')"
         )
-    keep = [row["tensor_name"] for row in layers[:float_layers]]
+    if ranking is None:
+        keep = [row["tensor_name"] for row in layers[:float_layers]]
+    else:
+        keep = tensors_of(layers, ranking[:float_layers])
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep)
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter(saved_model_dir, "int8_selective", dataset),
@@ -147,3 +161,29 @@ def layer_errors(saved_model_dir, dataset, samples=16):
             }
         )
     return sorted(rows, key=lambda row: row["rmse_per_scale"], reverse=True)
+
+
+def sensitivity_ranking(model, dataset, samples=16):
+    """Names of `model`'s layers, those whose int8 rounding alone changes the output most
+    first: simulated in Keras (`int8_simulation`) with ranges measured over the calibration
+    `dataset` (its samples decoded back to the Keras model's float input), on its first
+    `samples` samples."""
+    from keras_resunet.export.inputs import Codec
+    from keras_resunet.export.int8_simulation import activation_ranges, layer_sensitivity
+
+    batches = [Codec("float32").decode(sample[0]) for sample in dataset()]
+    ranges = activation_ranges(model, batches)
+    return [name for name, _ in layer_sensitivity(model, ranges, batches[:samples])]
+
+
+def tensors_of(layers, names):
+    """The tensors of the debugger's `layers` rows that Keras layers `names` computed: TFLite
+    names a tensor by the ops fused into it, each as `model/<layer>_<n>/<op>`."""
+    import re
+
+    patterns = [re.compile(rf"(^|[/;]){re.escape(name)}(_\d+)?/") for name in names]
+    return [
+        row["tensor_name"]
+        for row in layers
+        if any(pattern.search(row["tensor_name"]) for pattern in patterns)
+    ]

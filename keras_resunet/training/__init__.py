@@ -5,8 +5,6 @@
   backends), in chunks of `checkpoint_every` steps;
 - `callbacks`: checkpoints with progress, image summaries;
 - `checkpoints`: `.keras` checkpoints for the non-TensorFlow backends, warm starts;
-- `quantization_aware`: int8 rounding simulated around a model's layers, for fine-tuning a
-  model whose int8 export should lose less;
 - `run_folder`: the run's lock, progress, config check and provenance;
 - `multi_worker`: the distributed step for MultiWorkerMirroredStrategy.
 """

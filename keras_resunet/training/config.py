@@ -55,7 +55,7 @@ class TrainConfig:
     # so a campaign whose run folder is lost goes on from what shipped). Layers are matched by
     # name; a first conv that gains a noise-level-map channel gets zero weights for it.
     init_from: str | None = None
-    # Fine-tune `init_from` with int8 rounding simulated (training.quantization_aware), so its
+    # Fine-tune `init_from` with int8 rounding simulated (export.int8_simulation), so its
     # int8 TFLite export loses less; float32 only (bfloat16 rounds more coarsely than int8).
     quantization_aware: bool = False
 

@@ -38,7 +38,6 @@ from keras_resunet.training.checkpoints import (
     save_atomically,
     warm_start,
 )
-from keras_resunet.training.quantization_aware import activation_ranges, with_int8_rounding
 from keras_resunet.training.run_folder import (
     RunLock,
     TrainingError,
@@ -153,6 +152,8 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
         # same weights); `model` is what gets saved
         trained = model
         if config.quantization_aware:
+            from keras_resunet.export.int8_simulation import with_int8_rounding
+
             trained = with_int8_rounding(model, _int8_ranges(config, out_dir, images))
         optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
         loss = RestorationLoss(config.alpha, config.beta, config.perceptual, config.pixel_loss)
@@ -261,6 +262,7 @@ def _int8_ranges(config, out_dir, images):
     import tensorflow as tf
 
     from keras_resunet.export.inputs import Codec
+    from keras_resunet.export.int8_simulation import activation_ranges
     from keras_resunet.export.quantization import representative
 
     start = build_model(config.model, in_channels=config.channels, **config.model_args)

@@ -4,10 +4,14 @@ import keras
 import numpy as np
 import pytest
 
+from keras_resunet.export.int8_simulation import (
+    activation_ranges,
+    layer_sensitivity,
+    with_int8_rounding,
+)
 from keras_resunet.metrics import psnr
 from keras_resunet.models import build_resunet
 from keras_resunet.training import TrainConfig, train
-from keras_resunet.training.quantization_aware import activation_ranges, with_int8_rounding
 from tests.conftest import smooth_image
 from tests.test_training import IMAGES, TINY, tiny_config
 
@@ -85,3 +89,27 @@ def test_a_rounded_model_round_trips_through_its_config():
     np.testing.assert_allclose(
         copy.predict(noisy, verbose=0), rounded.predict(noisy, verbose=0), atol=1e-6
     )
+
+
+def test_sensitivity_ranks_the_layer_with_the_coarsest_grid_first():
+    keras.utils.set_random_seed(6)
+    model = build_resunet(**TINY)
+    noisy, _ = _batch(2)
+    ranges = activation_ranges(model, [noisy])
+    # nothing rounded: the float model exactly
+    nothing = with_int8_rounding(model, dict.fromkeys(ranges), kernels=False)
+    np.testing.assert_array_equal(
+        nothing.predict(noisy, verbose=0), model.predict(noisy, verbose=0)
+    )
+    changes = layer_sensitivity(model, ranges, [noisy])
+    values = [change for _, change in changes]
+    assert values == sorted(values, reverse=True) and values[0] > 0
+    assert {name for name, _ in changes} == {layer.name for layer in model.layers[1:]}
+    # the least felt layer, rounded over a range 50 times wider (steps 50 times coarser):
+    # its change grows with the square of the step and it moves up the ranking
+    last = min((change, name) for name, change in changes if change > 0)[1]
+    wide = {**ranges, last: [50 * value for value in ranges[last]]}
+    widened = layer_sensitivity(model, wide, [noisy])
+    before, after = dict(changes), dict(widened)
+    assert after[last] > 100 * before[last]
+    assert [n for n, _ in widened].index(last) < [n for n, _ in changes].index(last)
