@@ -2,7 +2,7 @@
 variant costs in PSNR on test photos.
 
     python -m export.quantization_report --model resunet-noise-map [--images 8]
-        [--float-layers 2,4,6,10] [--representative-data DIR] [--out results/export]
+        [--float-layers 4,10,16,24] [--representative-data DIR] [--out results/export]
         [--int8-source QAT.keras]
 
 1. TFLite's quantization debugger runs the float and the int8 graph layer by layer on calibration
@@ -226,7 +226,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a .keras file or a shipped model name")
     parser.add_argument("--images", type=int, default=8, help="CBSD68 photos to test on")
-    parser.add_argument("--float-layers", default="2,4,6,10", help="k values for int8_selective")
+    parser.add_argument("--float-layers", default="4,10,16,24", help="k values for int8_selective")
     parser.add_argument("--representative-data", help="calibration images (default BSDS300 train)")
     parser.add_argument("--data-root", help="default: $KERAS_RESUNET_DATA, else ../shared/datasets")
     parser.add_argument("--threads", type=int, default=2)

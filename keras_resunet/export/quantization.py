@@ -22,8 +22,9 @@ from keras_resunet.export.inputs import model_input
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int8_selective", "int16x8")
 CALIBRATED = ("int8", "int8_selective", "int16x8")
-# Layers left in float by int8_selective by default: few enough to keep most compute in int8.
-FLOAT_LAYERS = 6
+# Layers left in float by int8_selective by default: where the gain levels off on the noise-map
+# ResUNet (results/export/quantization_resunet-noise-map.md).
+FLOAT_LAYERS = 10
 # Calibration crops spread over noise levels; a noise-map model sees 0 ... 75/255.
 CALIBRATION_SIGMAS = (0.0, 5 / 255, 15 / 255, 25 / 255, 0.1, 50 / 255, 75 / 255)
 
