@@ -75,9 +75,17 @@ def test_calibration_crops_of_a_fixed_level_model_get_its_own_degradation():
         )()
     ]
     for index, (blurred, crop) in enumerate(zip(samples, sharp)):  # the same seeded crops
-        np.testing.assert_allclose(
-            blurred, degradations.apply(blur_only, crop, [1, index]), atol=1e-6
+        image = CALIBRATION[index % len(CALIBRATION)]
+        top, left = next(
+            (y, x)
+            for y in range(image.shape[0] - 47)
+            for x in range(image.shape[1] - 47)
+            if np.array_equal(image[y : y + 48, x : x + 48], crop)
         )
+        # cut from the blurred photo, so the crop's edges are not wrapped around
+        whole = degradations.apply(blur_only, image, [1, index])
+        np.testing.assert_allclose(blurred, whole[top : top + 48, left : left + 48], atol=1e-6)
+        assert np.abs(blurred - degradations.apply(blur_only, crop, [1, index])).max() > 0.01
         assert np.abs(blurred - crop).max() > 0.01  # blurred, not the crop itself
     noisy = next(q.representative(CALIBRATION, spec, False, Codec("float32"), count=1, size=48)())
     assert 0.08 < float(np.std(noisy[0][0] - sharp[0])) < 0.12  # default: noise at 0.1

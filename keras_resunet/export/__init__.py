@@ -288,8 +288,10 @@ class _Reference:
     def __init__(self, model, check_images, degradation, codec):
         self.model = model
         self.codec = codec
-        self.clean = [image[:256, :256] for image in check_images[:4]]
-        degraded, _ = data.evaluation_pairs(self.clean, degradation, seed=0)
+        # whole images degraded, then their centres cut: a blurred crop would wrap its edges
+        degraded, clean = data.evaluation_pairs(check_images[:4], degradation, seed=0)
+        self.clean = [_centre(image, 256) for image in clean]
+        degraded = [_centre(image, 256) for image in degraded]
         sigma = degradations.noise_level(degradation)
         self.degraded = [model_input(d, sigma, takes_noise_map(model)) for d in degraded]
         self.cache = {}
@@ -301,6 +303,11 @@ class _Reference:
         if key not in self.cache:
             self.cache[key] = self.codec.decode(self.model.predict(batch, verbose=0))
         return self.cache[key]
+
+
+def _centre(image, size):
+    top, left = max(0, (image.shape[0] - size) // 2), max(0, (image.shape[1] - size) // 2)
+    return image[top : top + size, left : left + size]
 
 
 def _check_batches(channels, fixed_size):

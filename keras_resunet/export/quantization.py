@@ -31,8 +31,8 @@ CALIBRATION_SIGMAS = (0.0, 5 / 255, 15 / 255, 25 / 255, 0.1, 50 / 255, 75 / 255)
 
 def representative(images, spec, noise_map, codec, degradation=None, count=128, size=96):
     """Calibration samples: seeded crops of `images` (the fixed size when there is one), noisy
-    at levels across 0-75/255 for a noise-level-map model, else degraded by `degradation`,
-    what the model restores (default: Gaussian noise at sigma 0.1). A deblurring model
+    at levels across 0-75/255 for a noise-level-map model, else cut from the image degraded by
+    `degradation`, what the model restores (default: Gaussian noise at sigma 0.1). A deblurring model
     calibrated on sharp crops gets ranges its inputs do not have: 0.35 dB more int8 loss."""
     from keras_resunet import degradations
 
@@ -52,13 +52,16 @@ def representative(images, spec, noise_map, codec, degradation=None, count=128, 
             height, width = fixed or (min(size, image.shape[0]), min(size, image.shape[1]))
             top = rng.integers(0, image.shape[0] - height + 1)
             left = rng.integers(0, image.shape[1] - width + 1)
-            crop = image[top : top + height, left : left + width]
+            window = (slice(top, top + height), slice(left, left + width))
             if noise_map:
+                crop = image[window]
                 sigma = CALIBRATION_SIGMAS[index % len(CALIBRATION_SIGMAS)]
                 degraded = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
             else:
+                # the whole photo degraded, then cropped: a crop blurred on its own wraps its
+                # edges around (circular convolution), edges no photo has
                 sigma = None
-                degraded = degradations.apply(degradation, crop, [1, index])
+                degraded = degradations.apply(degradation, image, [1, index])[window]
             yield [codec.encode(model_input(degraded, sigma, noise_map)[None])]
 
     return generate
