@@ -59,18 +59,15 @@ def run(args):
         or int8_source.output_shape != model.output_shape
     ):
         raise ValueError(f"--int8-source {args.int8_source} is not a copy of {args.model}")
-    entry = pretrained.PRETRAINED.get(args.model)
-    task = entry.task if entry else "denoise"
-    sigmas = (15 / 255, 25 / 255, 50 / 255) if noise_map else ((entry and entry.sigma) or 0.1,)
+    own_degradation = pretrained.degradation_of(args.model)
+    tests = photo_degradations(own_degradation, noise_map)
+    kernel = degradations.blur_kernel(tests[0])
     calibration, calibration_source = _check_images(args.representative_data, limit=16)
     calibration = [image for image in calibration if image.shape[-1] == 3]
     test, _ = experiment.load_test_set("CBSD68", args.data_root, limit=args.images)
-    own_degradation = pretrained.degradation_of(args.model)  # calibrates a fixed-level model
     cases = []  # (sigma, clean, model input)
-    for sigma in sigmas:
-        degradation = degradations.make_degradation(
-            task, sigma=sigma, kernel=degradations.task_kernel(task)
-        )
+    for degradation in tests:
+        sigma = degradations.noise_level(degradation)
         degraded, clean = data.evaluation_pairs(test, degradation, seed=0)
         cases += [(sigma, c, model_input(d, sigma, noise_map)) for d, c in zip(degraded, clean)]
     keras_out = [np.clip(model.predict(x[None], verbose=0)[0], 0, 1) for _, _, x in cases]
@@ -80,9 +77,13 @@ def run(args):
         "calibration": f"{calibration_source}: seeded crops, "
         + ("noisy at 0 ... 75/255" if noise_map else "degraded as the model's task"),
         "test": f"first {len(test)} CBSD68 images, "
-        + ("blurred (7x7 Gaussian, sigma 1.6), then " if task == "deblur_denoise" else "")
+        + (
+            f"blurred by the task's {kernel.shape[0]}x{kernel.shape[1]} kernel, then "
+            if kernel is not None
+            else ""
+        )
         + "seeded noise at "
-        + ", ".join(f"{s * 255:.3g}/255" for s in sigmas),
+        + ", ".join(f"{degradations.noise_level(d) * 255:.3g}/255" for d in tests),
         "machine": results.machine_description(),
         "keras_psnr": _by_sigma(cases, keras_out, psnr),
         "int8_source": args.int8_source,
@@ -152,6 +153,17 @@ def run(args):
     write_text_atomically(out / f"{stem}.json", json.dumps(record, indent=2) + "\n")
     write_text_atomically(out / f"{stem}.md", _table(record))
     print(f"wrote {out / stem}.md")
+
+
+def photo_degradations(own, noise_map):
+    """What the test photos get: noise at 15, 25 and 50 /255 for a noise-level-map model, else
+    the model's own degradation `own` (a shipped model's or a run folder's; a deblurring model
+    tested on sharp photos would measure nothing it is for), Gaussian noise 0.1 when unknown."""
+    from keras_resunet import degradations
+
+    if noise_map:
+        return [degradations.GaussianNoise(s / 255) for s in (15, 25, 50)]
+    return [own or degradations.GaussianNoise(0.1)]
 
 
 def _by_sigma(cases, outputs, psnr):

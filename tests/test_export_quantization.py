@@ -208,6 +208,24 @@ def test_quantization_report_writes_every_variant(tmp_path):
     )
 
 
+def test_quantization_report_tests_a_run_folder_model_on_its_own_task(tmp_path):
+    from export.quantization_report import photo_degradations
+    from keras_resunet import degradations, pretrained
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"task": "deblur_denoise", "sigma": 0.05, "kernel": "gaussian"}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "model.keras").touch()
+    [own] = photo_degradations(pretrained.degradation_of(str(run / "model.keras")), False)
+    assert degradations.blur_kernel(own).shape == (7, 7)
+    assert degradations.noise_level(own) == 0.05
+    [unknown] = photo_degradations(None, False)
+    assert degradations.noise_level(unknown) == 0.1 and degradations.blur_kernel(unknown) is None
+    levels = [degradations.noise_level(d) for d in photo_degradations(None, True)]
+    assert levels == [15 / 255, 25 / 255, 50 / 255]
+
+
 @pytest.mark.parametrize("argv", [["--float-layers", "x"], ["--images", "0"]])
 def test_quantization_report_refuses_bad_arguments(argv, capsys):
     from export.quantization_report import main
