@@ -190,9 +190,9 @@ def _table(result):
         (
             "Max abs diff: largest difference from the Keras model's output over random inputs "
             "of several sizes and degraded test images. PSNR change: mean PSNR of the artifact's "
-            "output minus the Keras model's, on up to 4 256x256 crops of the check images "
-            f"({result['check_data']}) degraded as the model's task (noise-map models: sigma "
-            "0.1); crops of them, degraded alike, calibrate int8."
+            "output minus the Keras model's, on the 256x256 centres of up to 4 check images "
+            f"({result['check_data']}) degraded whole as the model's task (noise-map models: "
+            "sigma 0.1); crops of them, degraded alike, calibrate int8."
         ),
         "",
     ]
