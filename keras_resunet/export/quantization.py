@@ -97,13 +97,14 @@ def convert(
     saved_model_dir,
     quantization,
     dataset=None,
-    float_layers=FLOAT_LAYERS,
+    float_layers=None,
     layers=None,
     ranking=None,
 ):
-    """The `.tflite` bytes of one variant. For int8_selective: `layers`, `layer_errors` already
-    measured; `ranking`, Keras layer names most sensitive first (`sensitivity_ranking`), which
-    choose the float layers when given (else the debugger's worst layers do)."""
+    """The `.tflite` bytes of one variant. For int8_selective: `float_layers`, how many layers
+    stay float (default `FLOAT_LAYERS`, fewer in a model that small); `layers`, `layer_errors`
+    already measured; `ranking`, Keras layer names most sensitive first (`sensitivity_ranking`),
+    which choose the float layers when given (else the debugger's worst layers do)."""
     if quantization != "int8_selective":
         return converter(saved_model_dir, quantization, dataset).convert()
     import tensorflow as tf
@@ -112,6 +113,8 @@ def convert(
     if ranking is not None:  # Keras layers with an op of their own in the TFLite graph
         ranking = [name for name in ranking if tensors_of(layers, [name])]
     count = len(ranking) if ranking is not None else len(layers)
+    if float_layers is None:
+        float_layers = min(FLOAT_LAYERS, count - 1)
     if not 0 < float_layers < count:
         raise ValueError(
             f"int8_selective keeps 1 to {count - 1} of the {count} quantized layers "
