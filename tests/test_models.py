@@ -13,7 +13,10 @@ from keras_resunet.models import (
 from tests.conftest import check_image_model
 
 TINY = {"base_filters": 4, "depth": 3}
-TINY_BY_MODEL = {"dncnn": {"depth": 4, "filters": 4}}
+TINY_BY_MODEL = {
+    "dncnn": {"depth": 4, "filters": 4},
+    "rdunet": {"base_filters": 4, "depth": 2, "blocks_per_level": 1, "dense_layers": 2},
+}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
