@@ -13,11 +13,12 @@ $(BIN)/activate: setup.cfg pyproject.toml
 
 venv: $(BIN)/activate
 
+# one worker per core; a test module stays on one worker, so its module fixtures are built once
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadscope
 
 test-all: venv
-	$(BIN)/python -m pytest -q --runslow
+	$(BIN)/python -m pytest -q -n auto --dist loadscope --runslow
 
 demo: venv
 	$(BIN)/resunet demo

@@ -170,9 +170,8 @@ def test_calibrated_variants_need_images_and_float_io():
             ExportOptions(quantizations=(quantization,), io="uint8")
 
 
-def test_quantization_report_writes_every_variant(tmp_path):
-    from export.quantization_report import main
-
+def _report_inputs(tmp_path):
+    """(argv of a tiny model's report, path of a model with other inputs)."""
     root = tmp_path / "data"
     for folder, count in (("CBSD68", 2), ("train", 3)):
         (root / folder).mkdir(parents=True)
@@ -189,8 +188,22 @@ def test_quantization_report_writes_every_variant(tmp_path):
         "--representative-data", str(root / "train"), "--data-root", str(root),
         "--out", str(tmp_path / "out"),
     ]  # fmt: skip
-    assert main([*argv, "--int8-source", str(tmp_path / "other.keras")]) == 1
+    return argv, tmp_path / "other.keras"
+
+
+def test_quantization_report_refuses_an_int8_source_of_another_model(tmp_path):
+    from export.quantization_report import main
+
+    argv, other = _report_inputs(tmp_path)
+    assert main([*argv, "--int8-source", str(other)]) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # eight conversions; each one is tested in test_export*.py
+def test_quantization_report_writes_every_variant(tmp_path):
+    from export.quantization_report import main
+
+    argv, _ = _report_inputs(tmp_path)
     assert main([*argv, "--int8-source", str(tmp_path / "qat.keras")]) == 0
     record = json.loads((tmp_path / "out" / "quantization_tiny.json").read_text())
     variants = [row["variant"] for row in record["variants"]]

@@ -332,6 +332,7 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.slow  # two TensorFlow servers; one machine's strategies run by default
 def test_two_workers_on_localhost_train_to_the_same_weights(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(MULTI_WORKER_SCRIPT.format(root=str(ROOT), tiny=TINY))
@@ -394,7 +395,7 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent(
     images = [smooth_image(48, 48, seed=i) for i in range(3)]
     config = TrainConfig(model="resunet", model_args={tiny!r}, patch_size=16, batch_size=8,
                          steps=10, checkpoint_every=10, seed=3, jit_compile=False,
-                         precision="float32")
+                         precision=sys.argv[3])
     train(config, sys.argv[2], images=images)
     # a second call with more steps resumes from the step-10 checkpoint
     config = TrainConfig(**{{**config.to_dict(), "steps": 20}})
@@ -409,8 +410,9 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
+# torch in bfloat16: the fast CPU path of results/training/
+@pytest.mark.parametrize("backend,precision", [("torch", "mixed_bfloat16"), ("jax", "float32")])
+def test_other_backends_train_resume_and_load_on_tensorflow(backend, precision, tmp_path):
     import importlib.util
 
     if importlib.util.find_spec(backend) is None:
@@ -419,7 +421,7 @@ def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
     script.write_text(OTHER_BACKEND_SCRIPT.format(root=str(ROOT), tiny=TINY))
     run = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, str(script), backend, str(run)],
+        [sys.executable, str(script), backend, str(run), precision],
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
         text=True,
@@ -432,11 +434,14 @@ def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
         "ckpt-20.keras",
     ]
     assert json.loads((run / "progress.json").read_text())["steps"] == 20
-    assert len(_losses(run)) == 2
-    # the model trained on the other backend loads here, on TensorFlow, and predicts the same
+    losses = _losses(run)
+    assert len(losses) == 2 and losses[1] < losses[0]
+    # the model trained on the other backend loads here, on TensorFlow, in float32, and predicts
+    # the same
     from keras_resunet.inference import load_model
 
     loaded = load_model(run / "model.keras")
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
     x = IMAGES[0][None, :40, :36]
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), np.load(run / "prediction.npy"), atol=1e-5
@@ -448,43 +453,13 @@ def test_other_backends_train_resume_and_load_on_tensorflow(backend, tmp_path):
             expected, np.load(run / f"prediction_{name}.npy"), atol=1e-5, err_msg=name
         )
     # and the run continues on TensorFlow from its .keras checkpoint
-    config = tiny_config(learning_rate=1e-3)
+    config = tiny_config(learning_rate=1e-3, precision=precision)
     lines = []
     train(config, run, images=IMAGES, log=lines.append)
     assert "is finished (20 steps)" in lines[0]
     train(TrainConfig(**{**config.to_dict(), "steps": 30}), run, images=IMAGES, log=lines.append)
     assert f"resuming {run} at step 20" in lines[1]
     assert json.loads((run / "progress.json").read_text())["steps"] == 30
-
-
-def test_bfloat16_on_the_torch_backend_trains_and_loads_on_tensorflow(tmp_path):
-    # the fast CPU path of results/training/: PyTorch backend, bfloat16 compute
-    pytest.importorskip("torch")
-    script = tmp_path / "bf16.py"
-    script.write_text(
-        OTHER_BACKEND_SCRIPT.format(root=str(ROOT), tiny=TINY).replace(
-            'precision="float32"', 'precision="mixed_bfloat16"'
-        )
-    )
-    run = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, str(script), "torch", str(run)],
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    losses = _losses(run)
-    assert len(losses) == 2 and losses[1] < losses[0]
-    from keras_resunet.inference import load_model
-
-    loaded = load_model(run / "model.keras")
-    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
-    x = IMAGES[0][None, :40, :36]
-    np.testing.assert_allclose(
-        loaded.predict(x, verbose=0), np.load(run / "prediction.npy"), atol=1e-5
-    )
 
 
 def test_one_device_trains_without_mirroring():
