@@ -6,7 +6,10 @@ variant costs in PSNR on test photos.
         [--int8-source QAT.keras]
 
 1. TFLite's quantization debugger runs the float and the int8 graph layer by layer on calibration
-   crops; the layers whose error is largest in quantization steps are listed.
+   crops; the layers whose error is largest in quantization steps are listed. int8 rounding
+   simulated in Keras on the weights alone, the activations alone, or both (and, for a
+   noise-level-map model, the activations over ranges calibrated at one noise level) says which
+   kind of rounding costs the PSNR.
 2. Every variant (float32, fp16, dynamic, int8, int8 with the k layers kept in float whose
    rounding alone changes the output most (simulated in Keras, `int8_simulation`),
    int16x8; with `--int8-source`, float32 and int8 converted from a quantization-aware
@@ -111,6 +114,19 @@ def run(args):
         print("int8 sensitivity per layer (simulated in Keras) ...")
         ranking = q.sensitivity_ranking(model, dataset)
         record["float_layers_by_sensitivity"] = ranking[: max(args.float_layers)]
+        print("int8 rounding simulated in Keras: weights, activations, both ...")
+        ranges, _ = q.calibration_ranges(model, dataset)
+        ranges_at = {}
+        if noise_map:  # a range wide enough for every noise level, or the test's own level's
+            for sigma in sorted({sigma for sigma, _, _ in cases}):
+                one_level = q.representative(
+                    calibration, spec, True, Codec("float32"), sigmas=(sigma,)
+                )
+                ranges_at[sigma] = q.calibration_ranges(model, one_level)[0]
+        record["simulation"] = [
+            {"variant": label, "psnr_change_db": _change(cases, outputs, record, psnr)}
+            for label, outputs in simulated_int8(model, ranges, cases, ranges_at)
+        ]
         record["layers"] = [
             {k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
             for row in layers[: args.top]
@@ -131,16 +147,13 @@ def run(args):
             )
             runner = Runner(path, threads=args.threads)
             outputs = [np.clip(runner(x[None])[0], 0, 1) for _, _, x in cases]
-            scores = _by_sigma(cases, outputs, psnr)
             row = {
                 "variant": label,
                 "quantization": quantization,
                 **extra,
                 "size_mb": round(path.stat().st_size / 2**20, 2),
-                "psnr": scores,
-                "psnr_change_db": {
-                    s: round(scores[s] - record["keras_psnr"][s], 3) for s in scores
-                },
+                "psnr": _by_sigma(cases, outputs, psnr),
+                "psnr_change_db": _change(cases, outputs, record, psnr),
                 "max_abs_diff": round(
                     max(float(np.max(np.abs(o - k))) for o, k in zip(outputs, keras_out)), 4
                 ),
@@ -164,6 +177,38 @@ def photo_degradations(own, noise_map):
     if noise_map:
         return [degradations.GaussianNoise(s / 255) for s in (15, 25, 50)]
     return [own or degradations.GaussianNoise(0.1)]
+
+
+def simulated_int8(model, ranges, cases, ranges_at=None):
+    """[(label, outputs on `cases`)] of `model` with int8 rounding simulated in Keras
+    (`int8_simulation`): on the conv weights alone, on the activations alone over the
+    calibration `ranges`, on both; with `ranges_at` ({sigma: ranges calibrated at that noise
+    level alone}), on the activations over the ranges of each test input's own level."""
+    from keras_resunet.export.int8_simulation import with_int8_rounding
+
+    def run(simulated_for):
+        return [
+            np.clip(simulated_for(sigma).predict(x[None], verbose=0)[0], 0, 1)
+            for sigma, _, x in cases
+        ]
+
+    rows = []
+    for label, chosen, kernels in (
+        ("weights", dict.fromkeys(ranges), True),
+        ("activations", ranges, False),
+        ("weights and activations", ranges, True),
+    ):
+        simulated = with_int8_rounding(model, chosen, kernels=kernels)
+        rows.append((label, run(lambda _, simulated=simulated: simulated)))
+    if ranges_at:
+        by_level = {s: with_int8_rounding(model, r, kernels=False) for s, r in ranges_at.items()}
+        rows.append(("activations, ranges of the test's noise level alone", run(by_level.get)))
+    return rows
+
+
+def _change(cases, outputs, record, psnr):
+    scores = _by_sigma(cases, outputs, psnr)
+    return {s: round(scores[s] - record["keras_psnr"][s], 3) for s in scores}
 
 
 def _by_sigma(cases, outputs, psnr):
@@ -207,6 +252,29 @@ def _table(record):
             + ", ".join(f"`{name}`" for name in record["float_layers_by_sensitivity"])
             + " (each layer's output rounded alone in a Keras copy of the model, calibration "
             "crops: the largest change of the model's output first).",
+        ]
+    if record.get("simulation"):
+        lines += [
+            "",
+            "## Where the int8 loss comes from (rounding simulated in Keras)",
+            "",
+            (
+                "PSNR change from the Keras model on the same test inputs with int8 rounding "
+                "simulated on one kind of tensor: conv weights (per output channel), "
+                "activations (per tensor, over the calibration ranges), both; for a "
+                "noise-level-map model also the activations over ranges calibrated at the test "
+                "input's own noise level, which says what one range wide enough for every level "
+                "costs."
+            ),
+            "",
+            "| rounded | " + " | ".join(f"change at {s} (dB)" for s in sigmas) + " |",
+            "| --- | " + " | ".join("---:" for _ in sigmas) + " |",
+            *(
+                f"| {row['variant']} | "
+                + " | ".join(f"{row['psnr_change_db'][s]:+.3f}" for s in sigmas)
+                + " |"
+                for row in record["simulation"]
+            ),
         ]
     lines += [
         "",

@@ -91,6 +91,41 @@ def test_calibration_crops_of_a_fixed_level_model_get_its_own_degradation():
     assert 0.08 < float(np.std(noisy[0][0] - sharp[0])) < 0.12  # default: noise at 0.1
 
 
+def test_calibration_at_chosen_noise_levels_only():
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, None, None, 4), tf.float32)
+    samples = q.representative(CALIBRATION, spec, True, Codec("float32"), count=4, sigmas=(0.2,))
+    assert {float(batch[0][0, 0, 0, 3]) for batch in samples()} == {np.float32(0.2)}
+
+
+def test_simulated_int8_rows_change_the_output_by_what_they_round(saved_model):
+    from export.quantization_report import simulated_int8
+
+    model, _, dataset = saved_model
+    ranges, _ = q.calibration_ranges(model, dataset)
+    cases = [
+        (sigma, None, np.concatenate([CALIBRATION[i], np.full((64, 80, 1), sigma)], -1))
+        for i, sigma in ((0, 0.1), (1, 0.2))
+    ]
+    wide = {name: [low * 4, high * 4] for name, (low, high) in ranges.items()}
+    rows = dict(simulated_int8(model, ranges, cases, ranges_at={0.1: ranges, 0.2: wide}))
+    assert list(rows) == [
+        "weights", "activations", "weights and activations",
+        "activations, ranges of the test's noise level alone",
+    ]  # fmt: skip
+    exact = [np.clip(model.predict(x[None], verbose=0)[0], 0, 1) for _, _, x in cases]
+
+    def error(label, index):
+        return float(np.sqrt(np.mean((rows[label][index] - exact[index]) ** 2)))
+
+    assert all(error(label, 0) > 0 for label in rows)
+    # the same ranges give the same outputs; ranges 4x wider, coarser steps, a larger error
+    last = "activations, ranges of the test's noise level alone"
+    np.testing.assert_array_equal(rows[last][0], rows["activations"][0])
+    assert error(last, 1) > 2 * error("activations", 1)
+
+
 def test_fixed_size_calibration_needs_images_that_large():
     import tensorflow as tf
 
@@ -212,6 +247,10 @@ def test_quantization_report_writes_every_variant(tmp_path):
         "float32, quantization-aware weights", "int8, quantization-aware weights",
     ]  # fmt: skip
     assert record["variants"][-2]["max_abs_diff"] > 1e-3  # other weights than the model's
+    assert [row["variant"] for row in record["simulation"]] == [
+        "weights", "activations", "weights and activations",
+        "activations, ranges of the test's noise level alone",
+    ]  # fmt: skip
     assert set(record["keras_psnr"]) == {"15/255", "25/255", "50/255"}
     float32 = record["variants"][0]
     assert float32["max_abs_diff"] < 1e-4

@@ -29,9 +29,11 @@ FLOAT_LAYERS = 10
 CALIBRATION_SIGMAS = (0.0, 5 / 255, 15 / 255, 25 / 255, 0.1, 50 / 255, 75 / 255)
 
 
-def representative(images, spec, noise_map, codec, degradation=None, count=128, size=96):
+def representative(
+    images, spec, noise_map, codec, degradation=None, count=128, size=96, sigmas=CALIBRATION_SIGMAS
+):
     """Calibration samples: seeded crops of `images` (the fixed size when there is one), noisy
-    at levels across 0-75/255 for a noise-level-map model, else cut from the image degraded by
+    at the levels `sigmas` in turn for a noise-level-map model, else cut from the image degraded by
     `degradation`, what the model restores (default: Gaussian noise at sigma 0.1). A deblurring model
     calibrated on sharp crops gets ranges its inputs do not have: 0.35 dB more int8 loss."""
     from keras_resunet import degradations
@@ -55,7 +57,7 @@ def representative(images, spec, noise_map, codec, degradation=None, count=128, 
             window = (slice(top, top + height), slice(left, left + width))
             if noise_map:
                 crop = image[window]
-                sigma = CALIBRATION_SIGMAS[index % len(CALIBRATION_SIGMAS)]
+                sigma = sigmas[index % len(sigmas)]
                 degraded = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
             else:
                 # the whole photo degraded, then cropped: a crop blurred on its own wraps its
@@ -175,12 +177,20 @@ def sensitivity_ranking(model, dataset, samples=16):
     first: simulated in Keras (`int8_simulation`) with ranges measured over the calibration
     `dataset` (its samples decoded back to the Keras model's float input), on its first
     `samples` samples."""
+    from keras_resunet.export.int8_simulation import layer_sensitivity
+
+    ranges, batches = calibration_ranges(model, dataset)
+    return [name for name, _ in layer_sensitivity(model, ranges, batches[:samples])]
+
+
+def calibration_ranges(model, dataset):
+    """(every layer's output range over the calibration `dataset`, as the converter measures
+    it, for `int8_simulation`; the samples decoded back to the Keras model's float input)."""
     from keras_resunet.export.inputs import Codec
-    from keras_resunet.export.int8_simulation import activation_ranges, layer_sensitivity
+    from keras_resunet.export.int8_simulation import activation_ranges
 
     batches = [Codec("float32").decode(sample[0]) for sample in dataset()]
-    ranges = activation_ranges(model, batches)
-    return [name for name, _ in layer_sensitivity(model, ranges, batches[:samples])]
+    return activation_ranges(model, batches), batches
 
 
 def tensors_of(layers, names):
