@@ -2,6 +2,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# pytest workers: one per core of the 2-core CI machine (more cores: make test PYTEST_WORKERS=8)
+PYTEST_WORKERS ?= 2
 
 .PHONY: venv test test-all demo lint clean
 
@@ -13,12 +15,12 @@ $(BIN)/activate: setup.cfg pyproject.toml
 
 venv: $(BIN)/activate
 
-# one worker per core; a test module stays on one worker, so its module fixtures are built once
+# a test module stays on one worker, so its module fixtures are built once
 test: venv
-	$(BIN)/python -m pytest -q -n auto --dist loadscope
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
 test-all: venv
-	$(BIN)/python -m pytest -q -n auto --dist loadscope --runslow
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --runslow
 
 demo: venv
 	$(BIN)/resunet demo
