@@ -214,7 +214,33 @@ per patch, a quarter of the inputs clipped and rounded to 8 bits. The loss was M
 96,000 steps, then minus each patch's PSNR (capped at 40 dB): MSE weighs a dB gained at sigma 50
 about four times as much as one at sigma 15, and the A/B runs below showed the PSNR loss moving
 gains from sigma 50 to sigma 15. {budget}{speed}
-{_recipe_ab()}"""
+{_recipe_ab()}{_trials(summary)}"""
+
+
+def _trials(summary, folder=Path("results/noise_levels")):
+    """One paragraph per candidate model tried and not shipped (trial_*.json: this script's
+    record of it, with what was changed and why it stays out), against `summary`'s model."""
+    paragraphs = []
+    for path in sorted(folder.glob("trial_*.json")):
+        record = json.loads(path.read_text())
+        trial, ours = record["trial"], record["known_sigma"]["noise_map"]
+        shipped = summary["known_sigma"]["noise_map"]
+        cells = [f"CBSD68@{s}" for s in (15, 25, 50)]
+        if not all(cell in shipped and cell in ours for cell in cells):
+            continue  # a quick run's record: other levels
+        seconds = ours["CBSD68@25"]["seconds_per_megapixel"]
+        reference = record["known_sigma"]["reference"]["CBSD68@25"]["seconds_per_megapixel"]
+        paragraphs.append(
+            f"Tried, not shipped ([{path.name}]({path.name}), `{record['command']}`): "
+            f"{trial['change']}; `{trial['training_command']}`. CBSD68 at sigma 15 / 25 / 50: "
+            + " / ".join(f"{ours[c]['psnr']:.2f}" for c in cells)
+            + " dB ("
+            + " / ".join(f"{ours[c]['psnr'] - shipped[c]['psnr']:+.2f}" for c in cells)
+            + f" against the model above), {seconds:.2f} s per megapixel against the sigma-0.1 "
+            f"ResUNet's {reference:.2f} in the same run ({seconds / reference:.1f}x): "
+            f"{trial['not_shipped_because']}.\n"
+        )
+    return "\n" + "\n".join(paragraphs) if paragraphs else ""
 
 
 def _recipe_ab(folder=Path("results/noise_levels")):

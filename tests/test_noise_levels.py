@@ -68,3 +68,28 @@ def test_every_recipe_ab_record_gets_a_paragraph_with_its_per_sigma_changes(tmp_
     assert "[recipe_ab.md](recipe_ab.md)" in first and "--name recipe_ab`" in first
     assert "at sigma 15 / 25 / 50: arm +0.010 / +0.000 / -0.010 in 2 min" in first
     assert "[recipe_ab_loss.md]" in second and "arm -0.020 / +0.000 / +0.020" in second
+
+
+def test_a_model_tried_and_not_shipped_is_compared_with_the_shipped_one(tmp_path):
+    def known(psnr, seconds):
+        cells = {f"CBSD68@{s}": {"psnr": psnr + i, "seconds_per_megapixel": seconds} for i, s in
+                 enumerate((15, 25, 50))}  # fmt: skip
+        return cells
+
+    shipped = {"known_sigma": {"noise_map": known(33.0, 0.5)}}
+    assert noise_levels._trials(shipped, tmp_path) == ""
+    trial = {
+        "command": "python -m experiments.noise_levels --model wide.keras",
+        "known_sigma": {"noise_map": known(33.05, 0.9), "reference": known(30.0, 0.4)},
+        "trial": {"change": "wider", "training_command": "resunet train", "not_shipped_because": "slow"},
+    }  # fmt: skip
+    (tmp_path / "trial_wide.json").write_text(json.dumps(trial))
+    text = noise_levels._trials(shipped, tmp_path)
+    assert "[trial_wide.json](trial_wide.json)" in text and "`resunet train`" in text
+    assert "33.05 / 34.05 / 35.05 dB (+0.05 / +0.05 / +0.05 against the model above)" in text
+    assert (
+        "0.90 s per megapixel against the sigma-0.1 ResUNet's 0.40 in the same run (2.2x): slow"
+        in text
+    )
+    quick = {"known_sigma": {"noise_map": {"CBSD68@25": {"psnr": 30.0}}}}
+    assert noise_levels._trials(quick, tmp_path) == ""
