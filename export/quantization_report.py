@@ -112,10 +112,11 @@ def run(args):
         print("quantization debugger ...")
         layers = q.layer_errors(source, dataset)
         print("int8 sensitivity per layer (simulated in Keras) ...")
-        ranking = q.sensitivity_ranking(model, dataset)
+        calibrated = q.calibration_ranges(model, dataset)
+        ranking = q.sensitivity_ranking(model, dataset, calibration=calibrated)
         record["float_layers_by_sensitivity"] = ranking[: max(args.float_layers)]
         print("int8 rounding simulated in Keras: weights, activations, both ...")
-        ranges, _ = q.calibration_ranges(model, dataset)
+        ranges = calibrated[0]
         ranges_at = {}
         if noise_map:  # a range wide enough for every noise level, or the test's own level's
             for sigma in sorted({sigma for sigma, _, _ in cases}):

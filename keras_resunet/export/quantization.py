@@ -172,14 +172,14 @@ def layer_errors(saved_model_dir, dataset, samples=16):
     return sorted(rows, key=lambda row: row["rmse_per_scale"], reverse=True)
 
 
-def sensitivity_ranking(model, dataset, samples=16):
+def sensitivity_ranking(model, dataset, samples=16, calibration=None):
     """Names of `model`'s layers, those whose int8 rounding alone changes the output most
     first: simulated in Keras (`int8_simulation`) with ranges measured over the calibration
     `dataset` (its samples decoded back to the Keras model's float input), on its first
-    `samples` samples."""
+    `samples` samples (`calibration`: what `calibration_ranges` answered, when measured already)."""
     from keras_resunet.export.int8_simulation import layer_sensitivity
 
-    ranges, batches = calibration_ranges(model, dataset)
+    ranges, batches = calibration or calibration_ranges(model, dataset)
     return [name for name, _ in layer_sensitivity(model, ranges, batches[:samples])]
 
 
