@@ -39,6 +39,8 @@ ARMS = {
     "psnr_loss": {"pixel_loss": "psnr"},
     "patch128": {"patch_size": 128},
     "lr_high": {"learning_rate": 1.5e-4},
+    # half the patches from the lowest quarter of the noise range (uniform: a quarter)
+    "low_sigma": {"sigma_power": 2.0},
     # wider models grow from the start model without changing what it computes
     # (training.warm_start): 32 features at full resolution, residual branches at half width
     "wide": {"model_args": {"filters": [32, 32, 64, 128, 256], "bottleneck": 2}},

@@ -139,6 +139,7 @@ def degradation_of(spec):
             task,
             sigma=values.get("sigma", 0.1),
             sigma_range=values.get("sigma_range"),
+            sigma_power=values.get("sigma_power", 1.0),
             kernel=degradations.task_kernel(task, values.get("kernel", "gaussian")),
         )
     return None
@@ -219,6 +220,11 @@ def ship(run_dir, name, records, command, note=""):
             f"Gaussian noise of sigma {low * 255:.0f}-{high * 255:.0f}/255 on [0, 1] images, "
             "the sigma given as a constant extra input channel"
         )
+        if config.get("sigma_power", 1.0) != 1.0:
+            noise += (
+                f" (each sigma drawn as low + (high - low) u^{config['sigma_power']:g}, u uniform:"
+                " low levels more often)"
+            )
     steps, seconds, warm = progress["steps"], progress["train_seconds"], ""
     if progress.get("init_from"):
         steps -= progress["init_steps"]

@@ -37,6 +37,23 @@ def test_noise_sigma_range_draws_one_sigma_per_image():
     assert abs(stds.mean() - 0.1) < 0.03
 
 
+def test_sigma_power_draws_low_levels_more_often_and_one_keeps_the_uniform_draw():
+    clean = np.zeros((400, 4, 4, 1), np.float32)
+    uniform = deg.GaussianNoise(sigma_range=(0.0, 0.2))
+    _, plain = uniform.sample(clean, SEED)
+    _, same = deg.GaussianNoise(sigma_range=(0.0, 0.2), sigma_power=1).sample(clean, SEED)
+    np.testing.assert_array_equal(same, plain)
+    _, low = deg.GaussianNoise(sigma_range=(0.0, 0.2), sigma_power=2.0).sample(clean, SEED)
+    low, plain = np.asarray(low), np.asarray(plain)
+    assert 0.0 <= low.min() and low.max() <= 0.2
+    # below a quarter of the range: half the draws (u^2 < 1/4 when u < 1/2), not a quarter
+    assert 0.43 < np.mean(low < 0.05) < 0.57 and 0.18 < np.mean(plain < 0.05) < 0.32
+    rng = np.random.default_rng(0)
+    _, drawn = deg.GaussianNoise(sigma_range=(0.1, 0.3), sigma_power=3.0).numpy_sample(clean, rng)
+    assert 0.1 <= drawn.min() and drawn.max() <= 0.3
+    assert 0.43 < np.mean(drawn < 0.1 + 0.2 / 8) < 0.57  # u^3 < 1/8 when u < 1/2
+
+
 def test_single_image_and_batch_agree_in_shape():
     image = smooth_image(20, 30)
     assert deg.GaussianNoise(0.1)(image, SEED).shape == (20, 30, 3)
@@ -107,6 +124,8 @@ def test_load_kernel_from_files(tmp_path):
         (lambda: deg.normalize_kernel(-np.ones((3, 3))), "non-negative"),
         (lambda: deg.GaussianNoise(sigma=-1), "sigma"),
         (lambda: deg.GaussianNoise(sigma_range=(0.3, 0.1)), "sigma_range"),
+        (lambda: deg.GaussianNoise(sigma_range=(0.0, 0.3), sigma_power=0), "sigma_power"),
+        (lambda: deg.GaussianNoise(sigma_power="2"), "sigma_power"),
         (lambda: deg.Blur(np.ones((3, 3)), mode="fft"), "mode"),
         (lambda: deg.make_degradation("inpaint"), "Unknown task"),
         (lambda: deg.make_kernel("airy"), "Unknown kernel"),

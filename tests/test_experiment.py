@@ -142,6 +142,13 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert "loss MSE, through simulated int8 rounding (quantization-aware" in card
+    # and a noise-map run says how its noise levels were drawn
+    noise_map = {**config, "model_args": {"noise_level_map": True}, "sigma_range": [0.0, 0.3]}
+    (bf16_run / "config.json").write_text(json.dumps({**noise_map, "sigma_power": 2.0}))
+    pretrained.ship(bf16_run, "resunet-noise-map", records, "ship it")
+    card = (tmp_path / "models" / "resunet-noise-map.md").read_text()
+    assert "sigma 0-76/255 on [0, 1] images" in card
+    assert "drawn as low + (high - low) u^2, u uniform: low levels more often" in card
 
 
 def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(

@@ -60,6 +60,10 @@ def test_config_from_yaml_rejects_bad_input(tmp_path):
         TrainConfig(precision="float8")
     with pytest.raises(FileNotFoundError):
         TrainConfig.from_yaml(tmp_path / "missing.yaml")
+    path.write_text("sigma_range: [0.0, 0.3]\nsigma_power: 2\n")
+    assert TrainConfig.from_yaml(path).degradation().sigma_power == 2
+    with pytest.raises(ValueError, match="`sigma_power` must be a number > 0"):
+        TrainConfig.from_yaml(path, overrides=["sigma_power=-1"])
 
 
 def test_missing_data_folder_fails_before_any_work(tmp_path):

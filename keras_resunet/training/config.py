@@ -23,6 +23,9 @@ class TrainConfig:
     task: str = "denoise"
     sigma: float = 0.1
     sigma_range: tuple | None = None
+    # How the sigma is drawn from `sigma_range` (degradations.GaussianNoise): 1 uniformly,
+    # larger powers draw low noise levels more often.
+    sigma_power: float = 1.0
     kernel: str = "gaussian"
     # Clip the degraded training inputs to [0, 1], as noisy photos saved in 8 bits are. The
     # reference protocol does not; models trained without it lose about 0.5 dB on clipped
@@ -108,6 +111,7 @@ class TrainConfig:
             kernel=degradations.task_kernel(self.task, self.kernel),
             clip=self.clip,
             clip_fraction=self.clip_fraction,
+            sigma_power=self.sigma_power,
         )
 
     @classmethod
