@@ -86,6 +86,7 @@ def _download(args):
 
 def _export(args):
     from keras_resunet.export import ExportOptions, export_model, parse_size
+    from keras_resunet.export.quantization import parse_noise_bands
 
     options = ExportOptions(
         formats=tuple(args.formats.split(",")),
@@ -93,6 +94,8 @@ def _export(args):
         fixed_size=parse_size(args.fixed_size) if args.fixed_size else None,
         overwrite=args.overwrite,
         io=args.io,
+        noise_bands=parse_noise_bands(args.noise_bands) if args.noise_bands else (),
+        float_layers=args.float_layers,
     )
     if args.representative_data and not Path(args.representative_data).is_dir():
         raise FileNotFoundError(
@@ -238,6 +241,14 @@ def build_parser():
     )
     export.add_argument("--fixed-size", help="HxW: static TFLite input for GPU/NPU delegates")
     export.add_argument("--representative-data", help="image folder for int8 calibration")
+    export.add_argument(
+        "--noise-bands",
+        help="noise-map models: one calibrated TFLite file per sigma band on [0, 1], "
+        "e.g. 0:0.098,0.098:0.294 (0-25 and 25-75 /255)",
+    )
+    export.add_argument(
+        "--float-layers", type=int, help="layers int8_selective keeps in float (default 10)"
+    )
     export.add_argument(
         "--io", default="float32", choices=("float32", "uint8"), help="tensor type in and out"
     )

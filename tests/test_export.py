@@ -124,6 +124,12 @@ def test_parity_failure_is_loud_and_leaves_nothing(tiny_model_path, tmp_path, mo
         (["--formats", "coreml"], "Unknown format"),
         (["--quantize", "int4"], "Unknown quantization"),
         (["--fixed-size", "big"], "HxW"),
+        (["--quantize", "int8", "--noise-bands", "0:2"], "0 <= low < high <= 1"),
+        (["--quantize", "int8", "--noise-bands", "0.1"], "LOW:HIGH"),
+        (["--quantize", "int8", "--noise-bands", "0:0.1,0:0.1"], "must differ"),
+        (["--noise-bands", "0:0.1"], "need --quantize"),
+        (["--quantize", "int8", "--float-layers", "3"], "int8_selective"),
+        (["--quantize", "int8", "--noise-bands", "0:0.1"], "no noise-level-map input"),
     ],
 )
 def test_cli_rejects_bad_options(tiny_model_path, tmp_path, capsys, argv, message):
@@ -289,6 +295,34 @@ def test_shipped_names_and_noise_map_models_export(tmp_path, monkeypatch):
         assert artifact["checks"]["input_shapes"][-1][-1] == 4
     sidecar = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
     assert "noise-level map" in sidecar["input"]["channels"]
+
+
+def test_noise_band_files_are_calibrated_on_their_band_only(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras.utils.set_random_seed(2)
+    build_resunet(**TINY, noise_level_map=True).save(tmp_path / "nm.keras")
+    bands = ((0.0, 0.05), (0.05, 0.3))
+    options = ExportOptions(("tflite",), ("none", "int8"), noise_bands=bands)
+    report = export_model(
+        tmp_path / "nm.keras", tmp_path / "e", options, check_images=CHECK_IMAGES, log=lambda _: 0
+    )
+    names = [artifact["path"] for artifact in report["artifacts"]]
+    assert names == ["model_float32.tflite", "model_int8_sigma0-0.05.tflite", "model_int8_sigma0.05-0.3.tflite"]  # fmt: skip
+    assert [artifact["noise_band"] for artifact in report["artifacts"]] == [None, [0, 0.05], [0.05, 0.3]]  # fmt: skip
+    sidecar = json.loads((tmp_path / "e" / "model_int8_sigma0.05-0.3.tflite.json").read_text())
+    assert "sigma 0.05 to 0.3" in sidecar["input"]["noise_levels"]
+    assert "psnr_change_db" in sidecar["checks"]
+
+    def input_step(name):  # the int8 step of the quantized input: its calibrated range / 255
+        interpreter = Interpreter(model_path=str(tmp_path / "e" / name))
+        first = interpreter._get_ops_details()[0]
+        assert first["op_name"] == "QUANTIZE"
+        return interpreter.get_tensor_details()[first["outputs"][0]]["quantization"][0]
+
+    # noisier crops spread wider: the high band's input steps are coarser than the low band's
+    low, high = input_step(names[1]), input_step(names[2])
+    assert high > 1.3 * low
 
 
 def test_non_restoration_models_are_refused(tmp_path):

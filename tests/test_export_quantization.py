@@ -99,6 +99,17 @@ def test_calibration_at_chosen_noise_levels_only():
     assert {float(batch[0][0, 0, 0, 3]) for batch in samples()} == {np.float32(0.2)}
 
 
+def test_noise_bands_parse_check_and_spread_their_calibration_levels():
+    assert q.parse_noise_bands("0:0.1,0.1:0.3") == ((0.0, 0.1), (0.1, 0.3))
+    levels = q.band_sigmas((0.1, 0.3))
+    assert len(levels) == q.BAND_LEVELS and levels[0] == 0.1 and levels[-1] == 0.3
+    assert q.band_of(0.1, q.parse_noise_bands("0:0.1,0.1:0.3")) == (0.0, 0.1)
+    assert q.band_of(0.5, ((0.0, 0.3),)) is None
+    for text in ("0:0.1,0.2", "a:b", "0.3:0.1", "0:1.5", "nan:0.1"):
+        with pytest.raises(ValueError, match="LOW:HIGH|0 <= low < high <= 1|is \\(low, high\\)"):
+            q.parse_noise_bands(text)
+
+
 def test_simulated_int8_rows_change_the_output_by_what_they_round(saved_model):
     from export.quantization_report import simulated_int8
 

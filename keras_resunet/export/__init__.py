@@ -73,6 +73,11 @@ class ExportOptions:
         io: "float32" (NHWC in [0, 1]) or "uint8" (0-255 pixels in and out, the scaling,
             clipping and rounding inside the model: what an app feeding camera bytes wants;
             a noise-level map channel is then sigma * 255).
+        noise_bands: for a noise-level-map model, ((low, high), ...) sigma bands on [0, 1]:
+            each calibrated TFLite variant is written once per band, calibrated on crops noisy
+            at levels across that band only (`quantization.NOISE_BANDS` is a good choice);
+            the app feeds each file the images whose sigma lies in its band.
+        float_layers: layers int8_selective keeps in float (default `quantization.FLOAT_LAYERS`).
     """
 
     formats: tuple = FORMATS
@@ -82,10 +87,16 @@ class ExportOptions:
     sigma: float = 0.1
     io: str = "float32"
     degradation: object = None
+    noise_bands: tuple = ()
+    float_layers: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "formats", tuple(self.formats))
         object.__setattr__(self, "quantizations", tuple(self.quantizations))
+        bands = tuple(quantization_variants.check_noise_band(b) for b in self.noise_bands)
+        object.__setattr__(self, "noise_bands", bands)
+        if len({_band_suffix(band) for band in bands}) < len(bands):
+            raise ValueError(f"Noise bands must differ. Received: {self.noise_bands}")
         for values, valid, what in (
             (self.formats, FORMATS, "format"),
             (self.quantizations, QUANTIZATIONS, "quantization"),
@@ -107,6 +118,18 @@ class ExportOptions:
             height, width = self.fixed_size
             if height < 1 or width < 1:
                 raise ValueError(f"`fixed_size` must be positive. Received: {self.fixed_size}")
+        if self.noise_bands and not (calibrated and "tflite" in self.formats):
+            raise ValueError(
+                "noise bands choose the calibration of int8 TFLite files: they need "
+                f"--quantize {' or '.join(CALIBRATED)} and the tflite format"
+            )
+        if self.float_layers is not None:
+            if not (isinstance(self.float_layers, int) and self.float_layers >= 1):
+                raise ValueError(
+                    f"`float_layers` must be a positive int. Received: {self.float_layers!r}"
+                )
+            if "int8_selective" not in self.quantizations:
+                raise ValueError("float layers are for --quantize int8_selective")
 
 
 @dataclass
@@ -115,6 +138,7 @@ class Artifact:
     format: str
     quantization: str
     checks: dict = field(default_factory=dict)
+    noise_band: list | None = None  # the sigma band an int8 file was calibrated on
 
 
 def parse_size(text):
@@ -170,6 +194,11 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     if calibrated and "tflite" in options.formats and not check_images:
         raise ValueError(f"{calibrated[0]} quantization needs representative images")
     model = load_keras_model(model_path)
+    if options.noise_bands and not takes_noise_map(model):
+        raise ValueError(
+            f"{model_path} has no noise-level-map input: noise bands are for noise-map models "
+            "(a fixed-level model is calibrated at its own level)"
+        )
     degradation = (
         options.degradation
         or pretrained.degradation_of(model_path)
@@ -187,8 +216,12 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     try:
         make_readable(scratch)
         artifacts = _write_artifacts(model, scratch, options, check_images, degradation, codec, log)
-        reference = _Reference(model, check_images, degradation, codec)
+        references = {None: _Reference(model, check_images, degradation, codec)}
+        for band in options.noise_bands:  # checked in the middle of the band
+            middle = degradations.GaussianNoise(sum(band) / 2)
+            references[band] = _Reference(model, check_images, middle, codec)
         for artifact in artifacts:
+            reference = references[artifact.noise_band and tuple(artifact.noise_band)]
             artifact.checks = _verify(artifact, scratch, reference, options, log)
         report = {
             "source_model": str(model_path),
@@ -242,13 +275,19 @@ def _write_artifacts(model, folder, options, check_images, degradation, codec, l
         with tempfile.TemporaryDirectory() as source:
             model.export(source, format="tf_saved_model", verbose=False, input_signature=[spec])
             for quantization in options.quantizations:
-                name = f"model_{'float32' if quantization == 'none' else quantization}.tflite"
-                log(f"converting TFLite ({quantization}) ...")
-                data = _convert_tflite(
-                    source, quantization, check_images, spec, model, degradation, codec
-                )
-                (folder / name).write_bytes(data)
-                artifacts.append(Artifact(name, "tflite", quantization))
+                stem = f"model_{'float32' if quantization == 'none' else quantization}"
+                banded = quantization in CALIBRATED and options.noise_bands
+                for band in options.noise_bands if banded else [None]:
+                    name = f"{stem}{_band_suffix(band)}.tflite"
+                    log(f"converting TFLite ({quantization}{_band_suffix(band)}) ...")
+                    data = _convert_tflite(
+                        source, quantization, check_images, spec, model, degradation, codec,
+                        sigmas=band and quantization_variants.band_sigmas(band),
+                        float_layers=options.float_layers,
+                    )  # fmt: skip
+                    (folder / name).write_bytes(data)
+                    band = band and list(band)
+                    artifacts.append(Artifact(name, "tflite", quantization, noise_band=band))
     if "onnx" in options.formats:
         log("converting ONNX ...")
         try:
@@ -265,18 +304,37 @@ def _write_artifacts(model, folder, options, check_images, degradation, codec, l
     return artifacts
 
 
-def _convert_tflite(saved_model_dir, quantization, check_images, spec, model, degradation, codec):
+def _band_suffix(band):
+    return "" if band is None else f"_sigma{band[0]:.3g}-{band[1]:.3g}"
+
+
+def _convert_tflite(
+    saved_model_dir,
+    quantization,
+    check_images,
+    spec,
+    model,
+    degradation,
+    codec,
+    sigmas=None,
+    float_layers=None,
+):
     dataset = None
     if quantization in quantization_variants.CALIBRATED:
         dataset = quantization_variants.representative(
-            check_images, spec, takes_noise_map(model), codec, degradation
+            check_images,
+            spec,
+            takes_noise_map(model),
+            codec,
+            degradation,
+            sigmas=sigmas or quantization_variants.CALIBRATION_SIGMAS,
         )
     ranking = None
     if quantization == "int8_selective":  # float I/O (ExportOptions refuses uint8 with it)
         ranking = quantization_variants.sensitivity_ranking(model, dataset)
     try:
         return quantization_variants.convert(
-            saved_model_dir, quantization, dataset, ranking=ranking
+            saved_model_dir, quantization, dataset, float_layers=float_layers, ranking=ranking
         )
     except Exception as error:
         raise ExportError(f"TFLite conversion ({quantization}) failed: {error}") from error
@@ -379,6 +437,12 @@ def _input_spec(artifact, channels, options, noise_map):
     if noise_map:
         scale = "sigma * 255" if options.io == "uint8" else "sigma on the [0, 1] scale"
         spec["channels"] = f"image, then a constant noise-level map ({scale})"
+    if artifact.noise_band:
+        low, high = artifact.noise_band
+        spec["noise_levels"] = (
+            f"calibrated for sigma {low:g} to {high:g} on the [0, 1] scale: give this file the "
+            "images whose noise level lies in that band"
+        )
     return spec
 
 

@@ -27,6 +27,12 @@ CALIBRATED = ("int8", "int8_selective", "int16x8")
 FLOAT_LAYERS = 10
 # Calibration crops spread over noise levels; a noise-map model sees 0 ... 75/255.
 CALIBRATION_SIGMAS = (0.0, 5 / 255, 15 / 255, 25 / 255, 0.1, 50 / 255, 75 / 255)
+# A noise-map model's int8 activation ranges must hold its activations at every level it is
+# calibrated for; at low noise one range for 0 ... 75/255 costs about half its int8 loss. One
+# file per band of levels, each calibrated on its own band, takes that cost away; an app picks
+# the file by the sigma it feeds the map (results/export/).
+NOISE_BANDS = ((0.0, 25 / 255), (25 / 255, 75 / 255))
+BAND_LEVELS = 6  # calibration levels spread over a band, its ends included
 
 
 def representative(
@@ -67,6 +73,48 @@ def representative(
             yield [codec.encode(model_input(degraded, sigma, noise_map)[None])]
 
     return generate
+
+
+def check_noise_band(band):
+    """(low, high) of a band of noise levels on the [0, 1] scale, 0 <= low < high <= 1."""
+    try:
+        low, high = (float(value) for value in band)
+    except (TypeError, ValueError):
+        raise ValueError(f"A noise band is (low, high). Received: {band!r}") from None
+    if not 0 <= low < high <= 1:
+        raise ValueError(
+            f"A noise band needs 0 <= low < high <= 1 (sigma on the [0, 1] scale). "
+            f"Received: ({low:g}, {high:g})"
+        )
+    return low, high
+
+
+def parse_noise_bands(text):
+    """'0:0.1,0.1:0.3' -> ((0.0, 0.1), (0.1, 0.3))."""
+    bands = []
+    for part in text.split(","):
+        pieces = part.split(":")
+        if len(pieces) != 2:
+            raise ValueError(
+                f"Noise bands look like LOW:HIGH,LOW:HIGH (sigma on [0, 1], e.g. 0:0.1,0.1:0.3)."
+                f" Received: {text!r}"
+            )
+        try:
+            bands.append(check_noise_band(pieces))
+        except ValueError as error:
+            raise ValueError(f"{error} in {text!r}") from None
+    return tuple(bands)
+
+
+def band_sigmas(band):
+    """The calibration noise levels of a band: `BAND_LEVELS` spread evenly, ends included."""
+    low, high = check_noise_band(band)
+    return tuple(float(value) for value in np.linspace(low, high, BAND_LEVELS))
+
+
+def band_of(sigma, bands):
+    """The first of `bands` that holds `sigma` (ends included), or None."""
+    return next((band for band in bands if band[0] <= sigma <= band[1]), None)
 
 
 def converter(saved_model_dir, quantization, dataset=None):
