@@ -13,7 +13,9 @@ variant costs in PSNR on test photos.
 2. Every variant (float32, fp16, dynamic, int8, int8 with the k layers kept in float whose
    rounding alone changes the output most (simulated in Keras, `int8_simulation`),
    int16x8; with `--int8-source`, float32 and int8 converted from a quantization-aware
-   fine-tune of the model, `resunet train` with `quantization_aware: true`) is converted and
+   fine-tune of the model, `resunet train` with `quantization_aware: true`; for a
+   noise-level-map model, int8 as one file per noise band, `quantization.NOISE_BANDS`, each
+   calibrated on its band alone) is converted and
    run in LiteRT on the first `--images` CBSD68 photos, degraded with
    the evaluation's seeded noise (at 15, 25 and 50 /255 for a noise-level-map model, at the
    model's own level otherwise). Reported: PSNR against the clean photo, its change from the Keras
@@ -33,12 +35,19 @@ from pathlib import Path
 import numpy as np
 
 
-def _variants(float_layers):
+def _variants(float_layers, noise_map):
+    """(label, quantization, convert's extra arguments, source): the rows of the report."""
     variants = [("float32", "none", {}), ("fp16", "fp16", {}), ("dynamic", "dynamic", {})]
     variants.append(("int8", "int8", {}))
     for count in float_layers:
         variants.append((f"int8, {count} layers float", "int8_selective", {"float_layers": count}))
     variants.append(("int16x8", "int16x8", {}))
+    variants = [(*variant, "model") for variant in variants]
+    if noise_map:  # one file per noise band, each test input run by its band's file
+        variants.append(("int8 per noise band", "int8", {}, "bands"))
+        for count in float_layers:
+            extra = {"float_layers": count}
+            variants.append((f"int8 per noise band, {count} layers float", "int8_selective", extra, "bands"))  # fmt: skip
     return variants
 
 
@@ -132,7 +141,15 @@ def run(args):
             {k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
             for row in layers[: args.top]
         ]
-        variants = [(*variant, "model") for variant in _variants(args.float_layers)]
+        bands = {}  # band: (calibration dataset, debugger's layers, sensitivity ranking)
+        for band in q.NOISE_BANDS if noise_map else ():
+            print(f"calibration on noise band {band} ...")
+            sigmas = q.band_sigmas(band)
+            band_data = q.representative(calibration, spec, True, Codec("float32"), sigmas=sigmas)
+            band_ranking = q.sensitivity_ranking(model, band_data)
+            bands[band] = (band_data, q.layer_errors(source, band_data), band_ranking)
+        record["noise_bands"] = [list(band) for band in bands]
+        variants = _variants(args.float_layers, noise_map)
         if int8_source:
             variants += [
                 ("float32, quantization-aware weights", "none", {}, "int8_source"),
@@ -140,14 +157,22 @@ def run(args):
             ]
         for label, quantization, extra, origin in variants:
             print(f"{label} ...")
-            path = Path(scratch) / f"{origin}_{quantization}_{extra.get('float_layers', 0)}.tflite"
-            path.write_bytes(
-                q.convert(
-                    sources[origin], quantization, dataset, layers=layers, ranking=ranking, **extra
+            if origin == "bands":  # one file per band, calibrated on that band alone
+                files = {band: (sources["model"], *bands[band]) for band in bands}
+            else:
+                files = {None: (sources[origin], dataset, layers, ranking)}
+            runners = {}
+            for index, (band, (saved, data_set, errors, order)) in enumerate(files.items()):
+                path = Path(scratch) / f"{origin}_{quantization}_{extra.get('float_layers', 0)}_{index}.tflite"  # fmt: skip
+                path.write_bytes(
+                    q.convert(saved, quantization, data_set, layers=errors, ranking=order, **extra)
                 )
-            )
-            runner = Runner(path, threads=args.threads)
-            outputs = [np.clip(runner(x[None])[0], 0, 1) for _, _, x in cases]
+                runners[band] = Runner(path, threads=args.threads)
+
+            def file_for(sigma, origin=origin, runners=runners):
+                return runners[q.band_of(sigma, runners) if origin == "bands" else None]
+
+            outputs = [np.clip(file_for(sigma)(x[None])[0], 0, 1) for sigma, _, x in cases]
             row = {
                 "variant": label,
                 "quantization": quantization,
@@ -220,6 +245,8 @@ def _by_sigma(cases, outputs, psnr):
 
 
 def _table(record):
+    from keras_resunet.export.quantization import BAND_LEVELS
+
     sigmas = list(record["keras_psnr"])
     lines = [
         f"# TFLite quantization of {record['model']}",
@@ -254,6 +281,15 @@ def _table(record):
             + " (each layer's output rounded alone in a Keras copy of the model, calibration "
             "crops: the largest change of the model's output first).",
         ]
+    if record.get("noise_bands"):
+        bands = ", ".join(f"{lo * 255:.3g}-{hi * 255:.3g}/255" for lo, hi in record["noise_bands"])
+        note = (
+            f"The `per noise band` rows are one file per band of noise levels ({bands}), each "
+            f"calibrated on crops noisy at {BAND_LEVELS} levels spread across its band (and its "
+            "layers kept in float chosen on them); each test input is run by the file of its "
+            "band, the first that holds its sigma (`resunet export --noise-bands`)."
+        )
+        lines += ["", note]
     if record.get("simulation"):
         lines += [
             "",

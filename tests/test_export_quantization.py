@@ -255,8 +255,13 @@ def test_quantization_report_writes_every_variant(tmp_path):
     variants = [row["variant"] for row in record["variants"]]
     assert variants == [
         "float32", "fp16", "dynamic", "int8", "int8, 3 layers float", "int16x8",
+        "int8 per noise band", "int8 per noise band, 3 layers float",
         "float32, quantization-aware weights", "int8, quantization-aware weights",
     ]  # fmt: skip
+    assert record["noise_bands"] == [list(band) for band in q.NOISE_BANDS]
+    # a band's file is calibrated on its levels alone: it rounds otherwise than the one file
+    rows = {row["variant"]: row for row in record["variants"]}
+    assert rows["int8 per noise band"]["psnr"] != rows["int8"]["psnr"]
     assert record["variants"][-2]["max_abs_diff"] > 1e-3  # other weights than the model's
     assert [row["variant"] for row in record["simulation"]] == [
         "weights", "activations", "weights and activations",
@@ -266,9 +271,9 @@ def test_quantization_report_writes_every_variant(tmp_path):
     float32 = record["variants"][0]
     assert float32["max_abs_diff"] < 1e-4
     assert all(abs(v) < 1e-3 for v in float32["psnr_change_db"].values())
-    assert (
-        record["layers"] and "RMS error" in (tmp_path / "out" / "quantization_tiny.md").read_text()
-    )
+    page = (tmp_path / "out" / "quantization_tiny.md").read_text()
+    assert record["layers"] and "RMS error" in page
+    assert "one file per band of noise levels (0-25/255, 25-75/255)" in page
 
 
 def test_quantization_report_tests_a_run_folder_model_on_its_own_task(tmp_path):
