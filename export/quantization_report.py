@@ -69,6 +69,7 @@ def run(args):
     if int8_source and (
         int8_source.input_shape != model.input_shape
         or int8_source.output_shape != model.output_shape
+        or [w.shape for w in int8_source.weights] != [w.shape for w in model.weights]
     ):
         raise ValueError(f"--int8-source {args.int8_source} is not a copy of {args.model}")
     own_degradation = pretrained.degradation_of(args.model)

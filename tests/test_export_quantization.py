@@ -229,6 +229,7 @@ def _report_inputs(tmp_path):
     build_resunet(base_filters=4, depth=2, noise_level_map=True).save(model_path)
     build_resunet(base_filters=4, depth=2, noise_level_map=True).save(tmp_path / "qat.keras")
     build_resunet(base_filters=4, depth=2).save(tmp_path / "other.keras")
+    build_resunet(base_filters=8, depth=2, noise_level_map=True).save(tmp_path / "wider.keras")
     argv = [
         "--model", str(model_path), "--images", "2", "--float-layers", "3",
         "--representative-data", str(root / "train"), "--data-root", str(root),
@@ -242,6 +243,8 @@ def test_quantization_report_refuses_an_int8_source_of_another_model(tmp_path):
 
     argv, other = _report_inputs(tmp_path)
     assert main([*argv, "--int8-source", str(other)]) == 1
+    # the same inputs and outputs, other weights: a fine-tune of another model
+    assert main([*argv, "--int8-source", str(tmp_path / "wider.keras")]) == 1
     assert not (tmp_path / "out").exists()
 
 
