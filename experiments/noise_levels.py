@@ -196,7 +196,8 @@ def _recipe(summary):
             and (row["backend"] != "torch" or row.get("fast_torch_conv"))
         )
         speed = (
-            f" Backend and precision were measured at this shape (patches/s: {cells}; "
+            f" Backend and precision were measured at this patch and batch size on the default "
+            f"ResUNet (patches/s: {cells}; "
             "`results/training/throughput_noise_map.json`), and the campaign trains on the "
             "fastest."
         )
@@ -206,10 +207,11 @@ A campaign, resumable from its checkpoints and, without them, from the shipped m
 the config's `init_from`. It started from the sigma-0.1 strong ResUNet with a zero-weighted
 noise-map channel added to its first convolution, so it began as a model that already denoises
 well at sigma 0.1. After 66,000 steps it was grown wider (32 features at full resolution and
-half-width residual branches: 1.67 M to 2.37 M parameters), its extra features read by zero
-weights at first, so it went on from what it computed; the A/B runs below chose the width.
-Training: 96x96 patches (the start model saw 64x64), batch 16, Adam with a cosine decay
-(2e-4, then 1e-4 after the growth) and gradient clipping at 1.0, sigma uniform on [0, 75/255]
+half-width residual branches: 1.67 M to 2.37 M parameters), after 168,000 steps again (96 and
+192 features at the third and fourth levels: 3.57 M, where the compute per pixel is small);
+each time its extra features were read by zero weights at first, so it went on from what it
+computed. Training: 96x96 patches (the start model saw 64x64), batch 16, Adam with a cosine decay
+(2e-4, then 1e-4 after the growths) and gradient clipping at 1.0, sigma uniform on [0, 75/255]
 per patch, a quarter of the inputs clipped and rounded to 8 bits. The loss was MSE for the first
 96,000 steps, then minus each patch's PSNR (capped at 40 dB): MSE weighs a dB gained at sigma 50
 about four times as much as one at sigma 15, and the A/B runs below showed the PSNR loss moving
