@@ -3,7 +3,7 @@ variant costs in PSNR on test photos.
 
     python -m export.quantization_report --model resunet-noise-map [--images 8]
         [--float-layers 4,10,16,24] [--representative-data DIR] [--out results/export]
-        [--int8-source QAT.keras]
+        [--int8-source QAT.keras] [--variants none,int8,int8_selective]
 
 1. TFLite's quantization debugger runs the float and the int8 graph layer by layer on calibration
    crops; the layers whose error is largest in quantization steps are listed. int8 rounding
@@ -150,7 +150,7 @@ def run(args):
             band_ranking = q.sensitivity_ranking(model, band_data)
             bands[band] = (band_data, q.layer_errors(source, band_data), band_ranking)
         record["noise_bands"] = [list(band) for band in bands]
-        variants = _variants(args.float_layers, noise_map)
+        variants = [v for v in _variants(args.float_layers, noise_map) if v[1] in args.variants]
         if int8_source:
             variants += [
                 ("float32, quantization-aware weights", "none", {}, "int8_source"),
@@ -340,6 +340,8 @@ def _int8_source_note(path):
 
 
 def main(argv=None):
+    from keras_resunet.export.quantization import QUANTIZATIONS
+
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a .keras file or a shipped model name")
@@ -353,7 +355,16 @@ def main(argv=None):
     parser.add_argument(
         "--int8-source", help="a quantization-aware fine-tune of --model (.keras) to convert too"
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(QUANTIZATIONS),
+        help="the quantizations to convert (default all; int16x8 is slow to run here)",
+    )
     args = parser.parse_args(argv)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in args.variants if v not in QUANTIZATIONS]
+    if unknown or not args.variants:
+        parser.error(f"--variants takes names of {', '.join(QUANTIZATIONS)}; got {unknown}")
     try:
         args.float_layers = [int(k) for k in args.float_layers.split(",") if k.strip()]
     except ValueError:

@@ -297,7 +297,10 @@ def test_quantization_report_tests_a_run_folder_model_on_its_own_task(tmp_path):
     assert levels == [15 / 255, 25 / 255, 50 / 255]
 
 
-@pytest.mark.parametrize("argv", [["--float-layers", "x"], ["--images", "0"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--float-layers", "x"], ["--images", "0"], ["--variants", "int4"], ["--variants", ","]],
+)
 def test_quantization_report_refuses_bad_arguments(argv, capsys):
     from export.quantization_report import main
 
