@@ -104,13 +104,10 @@ def test_fixed_size_tflite_gray_unet(tmp_path):
 
 
 def test_parity_failure_is_loud_and_leaves_nothing(tiny_model_path, tmp_path, monkeypatch):
-    import keras_resunet.export as export_module
     from keras_resunet.export import inputs
 
     monkeypatch.setattr(inputs, "FLOAT_TOLERANCE", 0.0)
-    monkeypatch.setattr(
-        export_module.Runner, "__call__", lambda self, batch: self._run(batch) + 1e-3
-    )
+    monkeypatch.setattr(Runner, "__call__", lambda self, batch: self._run(batch) + 1e-3)
     with pytest.raises(ExportError, match="exceeds"):
         export_model(
             tiny_model_path, tmp_path / "out", ExportOptions(formats=("onnx",)), log=lambda _: 0
