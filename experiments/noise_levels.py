@@ -216,6 +216,7 @@ per patch, a quarter of the inputs clipped and rounded to 8 bits. The loss was M
 96,000 steps, then minus each patch's PSNR (capped at 40 dB): MSE weighs a dB gained at sigma 50
 about four times as much as one at sigma 15, and the A/B runs below showed the PSNR loss moving
 gains from sigma 50 to sigma 15. {budget}{speed}
+
 {_recipe_ab()}{_trials(summary)}"""
 
 
@@ -245,29 +246,50 @@ def _trials(summary, folder=Path("results/noise_levels")):
     return "\n" + "\n".join(paragraphs) if paragraphs else ""
 
 
+def _change_text(changes):
+    """{"pixel_loss": "l1", "model_args": {"bottleneck": 2}} -> 'pixel_loss=l1, bottleneck=2'."""
+    items = []
+    for key, value in changes.items():
+        items += value.items() if isinstance(value, dict) else [(key, value)]
+    return ", ".join(f"{key}={value}" for key, value in items) or "none"
+
+
 def _recipe_ab(folder=Path("results/noise_levels")):
-    """One paragraph per recipe A/B record (recipe_ab*.json), from the records."""
+    """One table of every recipe A/B record (recipe_ab*.json): a row per arm, its PSNR change
+    against the model the A/B started from at each sigma; then each record's command."""
     paths = sorted(folder.glob("recipe_ab*.json"))
     if not paths:
         return "The recipe's levers have not been compared in A/B runs yet.\n"
-    paragraphs = []
-    for path in paths:
-        record = json.loads(path.read_text())
-        arms = ", ".join(
-            f"{name} "
-            + " / ".join(
-                f"{arm['psnr'][s] - record['start_psnr'][s]:+.3f}" for s in record["start_psnr"]
+    records = [(path, json.loads(path.read_text())) for path in paths]
+    sigmas = list(records[0][1]["start_psnr"])
+    rows = [
+        "| A/B | arm | change | parameters | steps | train min | "
+        + " | ".join(f"sigma {s}" for s in sigmas)
+        + " |",
+        "| --- | --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in sigmas) + " |",
+    ]
+    for path, record in records:
+        for name, arm in record["arms"].items():
+            change = _change_text(arm.get("changes", {}))
+            parameters = f"{arm['parameters'] / 1e6:.2f} M" if "parameters" in arm else ""
+            steps = f"{arm['steps']:,}" if "steps" in arm else ""
+            gains = [f"{arm['psnr'][s] - record['start_psnr'][s]:+.3f}" for s in sigmas]
+            rows.append(
+                f"| [{path.stem}]({path.stem}.md) | {name} | {change} | {parameters} | {steps} "
+                f"| {arm['train_seconds'] / 60:.0f} | " + " | ".join(gains) + " |"
             )
-            + f" in {arm['train_seconds'] / 60:.0f} min"
-            for name, arm in record["arms"].items()
-        )
-        paragraphs.append(
-            f"Recipe A/B ([{path.stem}.md]({path.stem}.md), `{record['command']}`): short "
-            f"fine-tunes of `{record['start']}` with one change each, for equal training pixels, "
-            f"scored on {record['validation']} (CBSD68 never chooses the recipe). PSNR change "
-            f"at sigma {' / '.join(record['start_psnr'])}: {arms}.\n"
-        )
-    return "\n".join(paragraphs)
+    validations = sorted({record["validation"] for _, record in records})
+    commands = "\n".join(f"- {path.stem}: `{record['command']}`" for path, record in records)
+    return (
+        "Recipe A/B runs: short fine-tunes of the shipped noise-map model of their time "
+        f"(`{records[-1][1]['start']}`), one change per arm, equal training pixels per arm, "
+        f"scored on {'; '.join(validations)} (CBSD68 never chooses the recipe). PSNR change "
+        "(dB) against the model each A/B started from:\n\n"
+        + "\n".join(rows)
+        + "\n\n"
+        + commands
+        + "\n"
+    )
 
 
 def plot(summary, path):

@@ -47,7 +47,7 @@ def test_classical_cache_grows_with_the_noise_each_image_has_in_the_full_set(tmp
     assert len(set(whole)) == 3  # three different images, three scores
 
 
-def test_every_recipe_ab_record_gets_a_paragraph_with_its_per_sigma_changes(tmp_path):
+def test_every_recipe_ab_arm_gets_a_row_with_its_per_sigma_changes(tmp_path):
     assert "not been compared" in noise_levels._recipe_ab(tmp_path)
     for name, gain in (("recipe_ab", 0.01), ("recipe_ab_loss", -0.02)):
         record = {
@@ -57,6 +57,9 @@ def test_every_recipe_ab_record_gets_a_paragraph_with_its_per_sigma_changes(tmp_
             "start_psnr": {"15": 33.0, "25": 30.0, "50": 27.0},
             "arms": {
                 "arm": {
+                    "changes": {"pixel_loss": "l1", "model_args": {"bottleneck": 2}},
+                    "parameters": 1_500_000,
+                    "steps": 2400,
                     "psnr": {"15": 33.0 + gain, "25": 30.0, "50": 27.0 - gain},
                     "train_seconds": 120.0,
                 }
@@ -64,10 +67,14 @@ def test_every_recipe_ab_record_gets_a_paragraph_with_its_per_sigma_changes(tmp_
         }
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
     text = noise_levels._recipe_ab(tmp_path)
-    first, second = text.split("\n\n")
-    assert "[recipe_ab.md](recipe_ab.md)" in first and "--name recipe_ab`" in first
-    assert "at sigma 15 / 25 / 50: arm +0.010 / +0.000 / -0.010 in 2 min" in first
-    assert "[recipe_ab_loss.md]" in second and "arm -0.020 / +0.000 / +0.020" in second
+    rows = [line for line in text.splitlines() if line.startswith("| [")]
+    cells = "| arm | pixel_loss=l1, bottleneck=2 | 1.50 M | 2,400 | 2 |"
+    assert rows == [
+        f"| [recipe_ab](recipe_ab.md) {cells} +0.010 | +0.000 | -0.010 |",
+        f"| [recipe_ab_loss](recipe_ab_loss.md) {cells} -0.020 | +0.000 | +0.020 |",
+    ]
+    assert "scored on 2 images" in text
+    assert "- recipe_ab_loss: `python -m experiments.recipe_ab --name recipe_ab_loss`" in text
 
 
 def test_a_model_tried_and_not_shipped_is_compared_with_the_shipped_one(tmp_path):
