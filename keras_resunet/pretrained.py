@@ -235,6 +235,10 @@ def ship(run_dir, name, records, command, note=""):
             f"weights started it: {progress['steps']:,} steps, "
             f"{progress['train_seconds'] / 60:.0f} min in all"
         )
+    extended = "".join(
+        f", extended to {record['steps']:,} steps by `{record['command']}`"
+        for record in provenance.get("extended", [])
+    )
     card = f"""# {name}
 
 {PRETRAINED[name].description}. File: `{target.name}` (Keras 3 format, {model.count_params():,}
@@ -247,7 +251,7 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
 - Budget: {steps:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
   ({config["lr_schedule"]}), loss {loss}{trained_in}, {seconds / 60:.0f} min of training on
   {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend{warm}
-- Trained by: `{provenance["command"]}`; config in
+- Trained by: `{provenance["command"]}`{extended}; config in
   `{run_dir / "config.json"}` when the run folder is present, and in `experiments/configs/`.
 
 Measured (seeded evaluation noise, output clipped, mean over images; `{records[0].command}`):

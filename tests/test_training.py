@@ -126,6 +126,10 @@ def test_changed_config_refuses_to_resume_but_more_steps_extend(tmp_path):
     train(tiny_config(steps=30), tmp_path / "run", images=IMAGES, log=lines.append)
     assert "resuming" in lines[0] and "at step 20" in lines[0]
     assert len((tmp_path / "run" / "log.csv").read_text().strip().splitlines()) == 1 + 3
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [extension["steps"] for extension in record["extended"]] == [30]
+    train(tiny_config(steps=30), tmp_path / "run", images=IMAGES, log=lambda _: 0)  # done: no entry
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == record
 
 
 def test_bfloat16_training_learns_and_saves_a_float32_model(tmp_path):

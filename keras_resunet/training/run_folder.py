@@ -86,10 +86,26 @@ def check_or_write_config(config, out_dir):
                 f"{out_dir} holds a run with a different config ({changed}); use a new folder"
             )
         resolved["init_from"] = previous.get("init_from")
+        if resolved["steps"] != previous["steps"]:
+            _record_extension(out_dir, resolved["steps"])
     write_text_atomically(path, json.dumps(resolved, indent=2))
     if (out_dir / "run.json").is_file():
         return
     write_text_atomically(out_dir / "run.json", json.dumps(provenance(), indent=2))
+
+
+def _record_extension(out_dir, steps):
+    """run.json keeps the command that started the run; a resume that changes its step count
+    is added under "extended", so the run's record says how it reached its steps."""
+    path = out_dir / "run.json"
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text())
+    made = provenance()
+    record.setdefault("extended", []).append(
+        {"command": made["command"], "steps": steps, "time": made["time"]}
+    )
+    write_text_atomically(path, json.dumps(record, indent=2))
 
 
 def final_loss(out_dir):
