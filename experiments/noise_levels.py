@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from experiments import common
-from keras_resunet import degradations, evaluation, experiment, results
+from keras_resunet import data, degradations, evaluation, experiment, results
 from keras_resunet.inference import load_denoiser
 from keras_resunet.io import write_text_atomically
 
 SIGMAS_255 = (5, 10, 15, 25, 35, 50, 75)
+VALIDATION = "Photos1k/val"
 CLASSICAL_SIGMAS_255 = (15, 25, 50)
 # Published CBSD68 PSNR (dB), sigma in /255: CBM3D and FFDNet from Zhang et al., "FFDNet", IEEE
 # TIP 2018, Table VI; DRUNet from Zhang et al., "Plug-and-Play Image Restoration with Deep
@@ -87,6 +88,9 @@ def run(args, log=print):
         name: experiment.load_test_set(name, args.data_root, limit=limit)
         for name in ("CBSD68", "BSDS300")
     }
+    # held-out photos from other collections: reported beside the test sets, where present
+    if (data.resolve_data_root(args.data_root) / VALIDATION).is_dir():
+        test_sets[VALIDATION] = experiment.load_test_set(VALIDATION, args.data_root, limit=limit)
     model = load_denoiser(args.model)
     if not model.takes_sigma:
         raise ValueError(f"{args.model} has no noise-level input: not a noise-level-map model")
@@ -105,7 +109,8 @@ def run(args, log=print):
     images, names = test_sets["CBSD68"]
     at_01 = {}
     for label, denoiser in (("noise_map", model), ("reference", reference)):
-        for dataset, (set_images, set_names) in test_sets.items():
+        for dataset in ("CBSD68", "BSDS300"):
+            set_images, set_names = test_sets[dataset]
             for inputs, fraction in (("unclipped", 0.0), ("8-bit", 1.0)):
                 result = _evaluate(denoiser, set_images, set_names, 0.1, clip_fraction=fraction)
                 at_01[f"{label}/{dataset}/{inputs}"] = _summary(result)
@@ -160,9 +165,9 @@ def training_record(model):
     from keras_resunet import pretrained
 
     path = Path(model)
-    if path.name == "model.keras" and (path.parent / "progress.json").is_file():
+    if path.name in ("model.keras", "best.keras") and (path.parent / "progress.json").is_file():
         config = json.loads((path.parent / "config.json").read_text())
-        return pretrained.training_budget(path.parent, config)
+        return pretrained.training_budget(path.parent, config, best=path.name == "best.keras")
     if model in pretrained.PRETRAINED:
         record = pretrained.models_dir() / Path(pretrained.PRETRAINED[model].filename)
         record = record.with_suffix(".json")
@@ -299,7 +304,8 @@ def plot(summary, path):
         f"noise-map ResUNet, {dataset}": [
             (s, rows["noise_map"][f"{dataset}@{s}"]["psnr"]) for s in sigmas
         ]
-        for dataset in ("CBSD68", "BSDS300")
+        for dataset in ("CBSD68", "BSDS300", VALIDATION)
+        if f"{dataset}@{sigmas[0]}" in rows["noise_map"]
     }
     series["sigma-0.1 ResUNet, CBSD68"] = [
         (s, rows["reference"][f"CBSD68@{s}"]["psnr"]) for s in sigmas
@@ -316,18 +322,22 @@ def plot(summary, path):
 def readme(summary):
     rows = summary["known_sigma"]
     sigmas = summary["sigmas_255"]
+    validation = f"{VALIDATION}@{sigmas[0]}" in rows["noise_map"]
     table = [
         (
-            "| sigma (/255) | noise-map ResUNet CBSD68 | BSDS300 test | sigma-0.1 ResUNet CBSD68 "
+            "| sigma (/255) | noise-map ResUNet CBSD68 | BSDS300 test "
+            + (f"| {VALIDATION} " if validation else "")
+            + "| sigma-0.1 ResUNet CBSD68 "
             "| CBM3D (published) | FFDNet (published) | DRUNet (published) |"
         ),
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if validation else ""),
     ]
     for s in sigmas:
         published = [PUBLISHED[m].get(s) for m in ("CBM3D", "FFDNet", "DRUNet")]
+        extra = f"| {rows['noise_map'][f'{VALIDATION}@{s}']['psnr']:.2f} " if validation else ""
         table.append(
             f"| {s} | {rows['noise_map'][f'CBSD68@{s}']['psnr']:.2f} "
-            f"| {rows['noise_map'][f'BSDS300@{s}']['psnr']:.2f} "
+            f"| {rows['noise_map'][f'BSDS300@{s}']['psnr']:.2f} {extra}"
             f"| {rows['reference'][f'CBSD68@{s}']['psnr']:.2f} | "
             + " | ".join(f"{p:.2f}" if p else "" for p in published)
             + " |"

@@ -42,7 +42,7 @@ def main(argv=None):
     return 0
 
 
-TEST_SETS = ("CBSD68", "BSDS300")
+TEST_SETS = ("CBSD68", "BSDS300", "Photos1k/val")
 
 
 def noise_level_records(path, sigmas=(15, 25, 50)):

@@ -7,18 +7,21 @@ seed derived from its index, so every run and every method sees the same noisy i
 """
 
 import hashlib
+import math
 import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from keras_resunet import degradations
-from keras_resunet.io import list_images, read_image
+from keras_resunet.io import list_images, read_image, to_uint8
 
 DATA_ROOT_ENV = "KERAS_RESUNET_DATA"
 BSDS300_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz"
@@ -103,14 +106,154 @@ def _file_sha256(path):
     return hasher.hexdigest()
 
 
-def load_images(folder, channels=3, skip_unreadable=False, limit=None):
-    """Reads every image in `folder` as float32 (H, W, channels) arrays in [0, 1].
+@dataclass(frozen=True)
+class ImageSource:
+    """A folder of training photos, read recursively, and its sampling weight.
+
+    Attributes:
+        folder: path, absolute or relative to the data root.
+        weight: float > 0, the folder's share of the patches relative to the other sources'
+            weights; None (every source) draws every image equally often.
+    """
+
+    folder: str
+    weight: float | None = None
+
+
+def parse_sources(train_data):
+    """`ImageSource`s from a config's `train_data`: a folder, or a list whose entries are
+    folders or mappings `{folder: ..., weight: ...}`.
+
+    Raises:
+        ValueError: an empty list, an entry of another shape, a weight that is not a positive
+            number, weights on some folders only, or a folder listed twice.
+    """
+    entries = [train_data] if isinstance(train_data, str) else train_data
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise ValueError(
+            f"`train_data` must be a folder or a non-empty list of folders. Received: {train_data!r}"
+        )
+    sources = []
+    for entry in entries:
+        if isinstance(entry, str) and entry:
+            sources.append(ImageSource(entry))
+            continue
+        if (
+            not isinstance(entry, dict)
+            or set(entry) - {"folder", "weight"}
+            or "folder" not in entry
+        ):
+            raise ValueError(
+                "A `train_data` entry is a folder or {folder: PATH, weight: W}. "
+                f"Received: {entry!r}"
+            )
+        weight = entry.get("weight")
+        if weight is not None and (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+            or weight <= 0
+        ):
+            raise ValueError(f"A `train_data` weight must be a number > 0. Received: {entry!r}")
+        sources.append(ImageSource(str(entry["folder"]), None if weight is None else float(weight)))
+    weighted = [source.weight is not None for source in sources]
+    if any(weighted) and not all(weighted):
+        raise ValueError("Give every `train_data` folder a weight, or none (images drawn equally)")
+    folders = [source.folder for source in sources]
+    if len(set(folders)) != len(folders):
+        raise ValueError(f"A `train_data` folder is listed twice: {folders}")
+    return tuple(sources)
+
+
+@dataclass
+class TrainingSet:
+    """Training photos held in memory as uint8 (H, W, C) arrays (a quarter of float32's size).
+
+    Attributes:
+        images: list of uint8 arrays.
+        probabilities: float64 array, each image's chance of giving a patch; None when every
+            image is drawn equally often.
+        report: one line on what was read (images, folders, memory, time, images dropped).
+    """
+
+    images: list
+    probabilities: np.ndarray | None
+    report: str
+
+
+def load_training_set(sources, data_root=None, channels=3, patch_size=1):
+    """Reads every image under each source folder (recursively) as uint8.
+
+    Images smaller than `patch_size` on either side cannot give a patch: they are dropped and
+    counted in the report. Every folder is checked to exist before any image is read.
+
+    Args:
+        sources: `ImageSource`s (see `parse_sources`); relative folders are under the data root.
+        data_root: see `resolve_data_root` (only needed for relative folders).
+        channels: 1 or 3.
+        patch_size: int, the training patch side.
+
+    Returns:
+        `TrainingSet`.
+
+    Raises:
+        FileNotFoundError: a folder that does not exist (all of them named).
+        ValueError: a folder without images, or no image at least `patch_size` on each side.
+        ImageReadError: an unreadable file.
+    """
+    start = time.time()
+    folders = []
+    for source in sources:
+        folder = Path(source.folder).expanduser()
+        if not folder.is_absolute():
+            folder = resolve_data_root(data_root) / folder
+        folders.append(folder)
+    missing = [str(folder) for folder in folders if not folder.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"Training image folders not found: {', '.join(missing)}")
+    images, shares, dropped = [], [], {}
+    for source, folder in zip(sources, folders, strict=True):
+        kept = []
+        for path in list_images(folder, recursive=True):
+            image = to_uint8(read_image(path, channels))
+            if min(image.shape[:2]) < patch_size:
+                dropped[source.folder] = dropped.get(source.folder, 0) + 1
+            else:
+                kept.append(image)
+        images += kept
+        if kept and source.weight is not None:
+            shares += [source.weight / len(kept)] * len(kept)
+    if not images:
+        raise ValueError(f"No training image is at least {patch_size} pixels on each side")
+    probabilities = None
+    if shares:
+        probabilities = np.asarray(shares, dtype=np.float64) / np.sum(shares)
+    megabytes = sum(image.nbytes for image in images) / 1e6
+    report = (
+        f"training data: {len(images)} images from {len(folders)} folder(s), "
+        f"{megabytes:.0f} MB as uint8, read in {time.time() - start:.1f} s"
+    )
+    if dropped:
+        counts = ", ".join(f"{count} in {folder}" for folder, count in dropped.items())
+        report += f"; dropped {sum(dropped.values())} smaller than the {patch_size}-pixel patch ({counts})"
+    return TrainingSet(images, probabilities, report)
+
+
+def load_images(folder, channels=3, skip_unreadable=False, limit=None, recursive=False):
+    """Reads every image in `folder` (and its sub-folders when `recursive`) as float32
+    (H, W, channels) arrays in [0, 1].
 
     Raises:
         FileNotFoundError, ImageReadError, ValueError: see `keras_resunet.io.list_images`.
     """
-    paths = list_images(folder, skip_unreadable=skip_unreadable)[:limit]
+    paths = list_images(folder, skip_unreadable=skip_unreadable, recursive=recursive)[:limit]
     return [read_image(path, channels) for path in paths], paths
+
+
+def as_uint8(image):
+    """A training image as uint8: uint8 arrays as they are, [0, 1] floats rounded."""
+    image = np.asarray(image)
+    return image if image.dtype == np.uint8 else to_uint8(image)
 
 
 def _pack(images):
@@ -118,7 +261,7 @@ def _pack(images):
     `tf.data` map can slice any image out by index without Python in the loop."""
     import tensorflow as tf
 
-    arrays = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in images]
+    arrays = [as_uint8(image) for image in images]
     shapes = np.array([a.shape for a in arrays], dtype=np.int64)
     sizes = np.prod(shapes, axis=1)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -135,15 +278,16 @@ def patch_dataset(
     augment=True,
     shuffle_buffer=1024,
     noise_map=False,
+    probabilities=None,
 ):
     """An infinite `tf.data.Dataset` of (degraded, clean) patch batches for training.
 
-    Each element picks an image uniformly, crops a random `patch_size` square, applies a random
+    Each element picks an image (uniformly, or by `probabilities`), crops a random `patch_size` square, applies a random
     flip / 90-degree rotation when `augment`, and degrades it on the fly. Every random choice
     comes from stateless seeds derived from `seed`, so the stream is reproducible.
 
     Args:
-        images: list of float32 (H, W, C) arrays in [0, 1], all with the same C.
+        images: list of (H, W, C) arrays, float32 in [0, 1] or uint8, all with the same C.
         degradation: callable `(images, seed) -> degraded` (see `keras_resunet.degradations`).
         patch_size: int, square patch side; every image must be at least this large.
         batch_size: int.
@@ -153,19 +297,29 @@ def patch_dataset(
         noise_map: bool, append each patch's noise level as a constant channel to the degraded
             input (for models built with `noise_level_map=True`); `degradation` must then be a
             `GaussianNoise`, whose `sample` returns the level it drew.
+        probabilities: optional per-image chance of being picked (`TrainingSet.probabilities`).
 
     Returns:
         `tf.data.Dataset` of `(degraded, clean)` float32 tensors (batch, patch, patch, C).
     """
     import tensorflow as tf
 
-    channels = _check_patch_source(images, patch_size)
+    channels = _check_patch_source(images, patch_size, probabilities)
     flat, offsets, shapes = _pack(images)
     count = len(images)
+    if probabilities is not None:
+        cumulative = tf.constant(np.cumsum(probabilities), tf.float64)
+
+    def pick(seed):
+        if probabilities is None:
+            return tf.random.stateless_uniform([], seed, 0, count, dtype=tf.int64)
+        draw = tf.random.stateless_uniform([1], seed, 0, 1, dtype=tf.float64)
+        index = tf.searchsorted(cumulative, draw, side="right", out_type=tf.int64)[0]
+        return tf.minimum(index, count - 1)  # a draw above a cumsum rounded below 1
 
     def make_patch(element_seed):
         seeds = tf.random.experimental.stateless_split(element_seed, 4)
-        index = tf.random.stateless_uniform([], seeds[0], 0, count, dtype=tf.int64)
+        index = pick(seeds[0])
         shape = shapes[index]
         image = tf.reshape(flat[offsets[index] : offsets[index] + tf.reduce_prod(shape)], shape)
         patch = tf.image.stateless_random_crop(image, [patch_size, patch_size, channels], seeds[1])
@@ -203,10 +357,17 @@ def _to_seed(value):
     return tf.stack([value, value // 7 + 1])
 
 
-def _check_patch_source(images, patch_size):
+def _check_patch_source(images, patch_size, probabilities=None):
     """The common channel count of `images`, after checking every image can give a patch."""
     if not images:
         raise ValueError("`images` is empty")
+    if probabilities is not None:
+        probabilities = np.asarray(probabilities)
+        if probabilities.shape != (len(images),) or not np.isclose(probabilities.sum(), 1):
+            raise ValueError(
+                f"`probabilities` needs one entry per image ({len(images)}), summing to 1. "
+                f"Received shape {probabilities.shape}, sum {probabilities.sum():.6g}"
+            )
     channels = {image.shape[-1] for image in images}
     if len(channels) != 1:
         raise ValueError(f"All images must have the same channel count. Received: {channels}")
@@ -246,13 +407,15 @@ class PatchBatches(keras.utils.PyDataset):
         augment=True,
         noise_map=False,
         shuffle_buffer=None,
+        probabilities=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.channels = _check_patch_source(images, patch_size)
+        self.channels = _check_patch_source(images, patch_size, probabilities)
         if noise_map and not hasattr(degradation, "numpy_sample"):
             raise ValueError("`noise_map` needs a degradation with a noise level (GaussianNoise)")
-        self.images = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in images]
+        self.images = [as_uint8(image) for image in images]
+        self.probabilities = probabilities
         self.degradation = degradation
         self.patch_size, self.batch_size, self.seed = patch_size, batch_size, seed
         self.steps_per_epoch, self.augment, self.noise_map = steps_per_epoch, augment, noise_map
@@ -269,7 +432,10 @@ class PatchBatches(keras.utils.PyDataset):
         size = self.patch_size
         clean = np.empty((self.batch_size, size, size, self.channels), np.float32)
         for slot in range(self.batch_size):
-            image = self.images[rng.integers(len(self.images))]
+            if self.probabilities is None:
+                image = self.images[rng.integers(len(self.images))]
+            else:
+                image = self.images[rng.choice(len(self.images), p=self.probabilities)]
             top = rng.integers(image.shape[0] - size + 1)
             left = rng.integers(image.shape[1] - size + 1)
             patch = image[top : top + size, left : left + size]

@@ -19,6 +19,8 @@ from keras_resunet.provenance import provenance as _provenance
 # Test sets under the data root: name -> (folder, channels)
 COLOR_TEST_SETS = {"BSDS300": ("BSDS300/images/test", 3), "CBSD68": ("CBSD68", 3)}
 GRAY_TEST_SETS = {"BSD68": ("BSD68", 1), "Set12": ("Set12", 1)}
+# Held-out photos that choose recipes and checkpoints (never a test set), reported beside them
+VALIDATION_SETS = {"Photos1k/val": ("Photos1k/val", 3)}
 
 
 @dataclass(frozen=True)
@@ -163,11 +165,14 @@ def finished_denoiser(method, config_path, options):
 
 
 def load_test_set(name, data_root=None, limit=None, gray=False):
-    """(images, names) of a standard test set under the data root."""
-    folder, channels = {**COLOR_TEST_SETS, **GRAY_TEST_SETS}[name]
-    root = data.resolve_data_root(data_root)
-    images, paths = data.load_images(root / folder, channels=1 if gray else channels, limit=limit)
-    return images, [p.name for p in paths]
+    """(images, names) of a standard test or validation set under the data root (read
+    recursively; names are paths relative to the set's folder)."""
+    folder, channels = {**COLOR_TEST_SETS, **GRAY_TEST_SETS, **VALIDATION_SETS}[name]
+    root = data.resolve_data_root(data_root) / folder
+    images, paths = data.load_images(
+        root, channels=1 if gray else channels, limit=limit, recursive=True
+    )
+    return images, [p.relative_to(root).as_posix() for p in paths]
 
 
 class Identity(Denoiser):

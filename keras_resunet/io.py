@@ -64,15 +64,16 @@ def read_image(path, channels=3):
     return to_float01(array)
 
 
-def list_images(folder, skip_unreadable=False):
-    """Sorted image files in `folder` (not recursive), each checked to open as an image.
+def list_images(folder, skip_unreadable=False, recursive=False):
+    """Sorted image files in `folder`, each checked to open as an image.
 
-    Hidden files are ignored. Every other file must be a readable image.
+    Hidden files and folders are ignored. Every other file must be a readable image.
 
     Args:
         folder: a directory.
         skip_unreadable: if True, files that are not readable images are skipped with a warning;
             if False (default) the first one raises.
+        recursive: also list the images of sub-folders (sorted by relative path).
 
     Raises:
         FileNotFoundError: if `folder` is not a directory.
@@ -83,8 +84,10 @@ def list_images(folder, skip_unreadable=False):
     if not folder.is_dir():
         raise FileNotFoundError(f"Image folder not found: {folder}")
     paths = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    for path in sorted(candidates):
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if hidden or not path.is_file():
             continue
         try:
             with Image.open(path) as image:

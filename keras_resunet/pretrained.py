@@ -165,6 +165,7 @@ def ship(run_dir, name, records, command, note=""):
     """
     from keras_resunet.denoisers import load_model
     from keras_resunet.io import atomic_write, write_text_atomically
+    from keras_resunet.training.run_folder import read_best
 
     if name not in PRETRAINED:
         raise ValueError(f"Unknown shipped model name {name!r}. Valid: {sorted(PRETRAINED)}")
@@ -178,12 +179,13 @@ def ship(run_dir, name, records, command, note=""):
     records = [r for r in records if r.status == "ok"]
     if not records:
         raise ValueError(f"no evaluation results for {run_dir}: run experiments.reproduce first")
-    model = load_model(run_dir / "model.keras")
+    best = read_best(run_dir)
+    model = load_model(run_dir / ("best.keras" if best else "model.keras"))
     target = models_dir() / PRETRAINED[name].filename
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target) as temporary:
         model.save(temporary)
-    progress = training_budget(run_dir, config)
+    progress = training_budget(run_dir, config, best=best is not None)
     write_text_atomically(target.with_suffix(".json"), json.dumps(progress, indent=2) + "\n")
     provenance = json.loads((run_dir / "run.json").read_text())
     note = f"\n{note.strip()}\n" if note else ""
@@ -239,6 +241,17 @@ def ship(run_dir, name, records, command, note=""):
         f", extended to {record['steps']:,} steps by `{record['command']}`"
         for record in provenance.get("extended", [])
     )
+    chosen = ""
+    if best:
+        run_steps = json.loads((run_dir / "progress.json").read_text())["steps"]
+        scores = (
+            " / ".join(f"{best[key]:.2f}" for key in sorted(best) if key.startswith("val_psnr_"))
+            or f"{best['val_psnr']:.2f}"
+        )
+        chosen = (
+            f"\n- Checkpoint: the best of the run on `{config['val_data']}` (validation crops, "
+            f"seeded noise): step {best['steps']:,} of {run_steps:,}, PSNR {scores} dB"
+        )
     card = f"""# {name}
 
 {PRETRAINED[name].description}. File: `{target.name}` (Keras 3 format, {model.count_params():,}
@@ -246,8 +259,8 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
 `resunet denoise --model {name} ...`.
 
 - Task: {config["task"]}, {noise} ({clipped}){blur}
-- Training data: {config["train_data"]} ({config["patch_size"]}x{config["patch_size"]} random
-  patches with flips/rotations, degraded on the fly)
+- Training data: {_sources_text(config["train_data"])} ({config["patch_size"]}x{config["patch_size"]}
+  random patches with flips/rotations, degraded on the fly){chosen}
 - Budget: {steps:,} steps of batch {config["batch_size"]}, Adam {config["learning_rate"]}
   ({config["lr_schedule"]}), loss {loss}{trained_in}, {seconds / 60:.0f} min of training on
   {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend{warm}
@@ -266,10 +279,28 @@ Shipped by `{command}`.
     return target
 
 
-def training_budget(run_dir, config):
-    """Steps and training seconds behind a run's model, counting those of the shipped model it
-    was warm-started from (`init_from`, whose `<name>.json` says what it took)."""
+def _sources_text(train_data):
+    """A config's `train_data` in words: folders, with their weights when given."""
+    from keras_resunet.data import parse_sources
+
+    return " + ".join(
+        source.folder + (f" (weight {source.weight:g})" if source.weight is not None else "")
+        for source in parse_sources(train_data)
+    )
+
+
+def training_budget(run_dir, config, best=False):
+    """Steps and training seconds behind a run's model (with `best`, behind its best-validation
+    checkpoint), counting those of the shipped model it was warm-started from (`init_from`,
+    whose `<name>.json` says what it took)."""
+    from keras_resunet.training.run_folder import read_best
+
     progress = json.loads((Path(run_dir) / "progress.json").read_text())
+    record = read_best(run_dir) if best else None
+    if record:
+        # a record without its time: the run's time prorated to its steps
+        share = progress["train_seconds"] * record["steps"] / max(progress["steps"], 1)
+        progress = {"steps": record["steps"], "train_seconds": record.get("train_seconds", share)}
     budget = {"steps": progress["steps"], "train_seconds": progress["train_seconds"]}
     source = config.get("init_from")
     if source:

@@ -142,3 +142,105 @@ def test_numpy_patch_batches_are_seeded_and_carry_a_noise_map():
     assert not np.array_equal(batches[0][1], clean)
     batches.on_epoch_end()
     assert not np.array_equal(batches[1][1], clean)
+
+
+def _training_tree(root):
+    """Nested folders of mixed sizes: a (a/x: 3 of 40x36, a/y/z: 2 of 64x20), b (2 of 50x50),
+    plus a hidden folder that must be ignored."""
+    _write_folder(root / "a" / "x", count=3, size=(40, 36))
+    _write_folder(root / "a" / "y" / "z", count=2, size=(64, 20))
+    _write_folder(root / "b", count=2, size=(50, 50))
+    _write_folder(root / "a" / ".cache", count=1, size=(40, 40))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("patch", "kept", "dropped"), [(16, 7, 0), (24, 5, 2), (40, 2, 5), (36, 5, 2)]
+)
+def test_training_set_reads_nested_folders_and_drops_small_images(tmp_path, patch, kept, dropped):
+    root = _training_tree(tmp_path)
+    sources = data.parse_sources(["a", "b"])
+    training = data.load_training_set(sources, data_root=root, patch_size=patch)
+    assert len(training.images) == kept
+    assert all(
+        image.dtype == np.uint8 and min(image.shape[:2]) >= patch for image in training.images
+    )
+    assert training.probabilities is None
+    assert f"{kept} images from 2 folder(s)" in training.report
+    assert (f"dropped {dropped} smaller" in training.report) == bool(dropped)
+
+
+def test_training_set_refusals(tmp_path):
+    root = _training_tree(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere.*elsewhere"):
+        data.load_training_set(data.parse_sources(["a", "nowhere", "elsewhere"]), data_root=root)
+    with pytest.raises(ValueError, match="No training image is at least 80"):
+        data.load_training_set(data.parse_sources("a"), data_root=root, patch_size=80)
+    (root / "empty").mkdir()
+    with pytest.raises(ValueError, match="No images found"):
+        data.load_training_set(data.parse_sources(["a", "empty"]), data_root=root)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [],
+        "",
+        [""],
+        [3],
+        [{"weight": 1}],
+        [{"folder": "a", "weight": 0}],
+        [{"folder": "a", "weight": -1}],
+        [{"folder": "a", "weight": float("nan")}],
+        [{"folder": "a", "weight": True}],
+        [{"folder": "a", "wieght": 2}],
+        [{"folder": "a", "weight": 1}, "b"],
+        ["a", "a"],
+    ],
+)
+def test_parse_sources_refuses_bad_entries(bad):
+    with pytest.raises(ValueError, match="train_data"):
+        data.parse_sources(bad)
+
+
+def test_weighted_sources_set_each_folders_share(tmp_path):
+    root = _training_tree(tmp_path)
+    sources = data.parse_sources([{"folder": "a", "weight": 1}, {"folder": "b", "weight": 3}])
+    training = data.load_training_set(sources, data_root=root, patch_size=16)
+    # a holds 5 images, b 2: b's images get 3/4 of the draws between them
+    np.testing.assert_allclose(training.probabilities, [0.05] * 5 + [0.375] * 2)
+    # both pipelines draw by those chances: b's 50x50 photos are the only ones with that size
+    marked = [image.copy() for image in training.images]
+    for index, image in enumerate(marked):
+        image[...] = index  # each image a constant value: a patch tells its image
+    counts = {}
+    dataset = data.patch_dataset(
+        marked, lambda x, s: x, 8, 64, seed=1, augment=False, probabilities=training.probabilities
+    )
+    for _, clean in dataset.take(8):
+        values = np.round(np.asarray(clean)[:, 0, 0, 0] * 255).astype(int)
+        for value in values:
+            counts[value] = counts.get(value, 0) + 1
+    share_b = (counts.get(5, 0) + counts.get(6, 0)) / 512
+    assert abs(share_b - 0.75) < 0.06, counts
+    batches = data.PatchBatches(
+        marked,
+        make_degradation("denoise", sigma=0.0),
+        8,
+        64,
+        seed=1,
+        steps_per_epoch=8,
+        augment=False,
+        probabilities=training.probabilities,
+    )
+    values = np.concatenate([np.round(batches[i][1][:, 0, 0, 0] * 255) for i in range(8)])
+    assert abs(np.isin(values, [5, 6]).mean() - 0.75) < 0.06
+    with pytest.raises(ValueError, match="one entry per image"):
+        data.patch_dataset(marked, lambda x, s: x, 8, 8, probabilities=[0.5, 0.5])
+
+
+def test_photos1k_sources_load(shared_datasets):
+    sources = data.parse_sources(["Photos1k/val"])
+    training = data.load_training_set(sources, data_root=shared_datasets, patch_size=96)
+    # the validation split: 84 photos in three sub-folders, one T91 photo under 96 pixels
+    assert len(training.images) == 83 and "dropped 1 smaller" in training.report

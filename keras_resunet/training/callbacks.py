@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from keras_resunet import degradations
-from keras_resunet.io import write_text_atomically
+from keras_resunet.io import to_float01, write_text_atomically
 from keras_resunet.training.run_folder import read_progress
 
 
@@ -53,6 +53,7 @@ class ImageSummaries(keras.callbacks.Callback):
         super().__init__()
         crops = []
         for image in images[:count]:
+            image = to_float01(image)  # training images may be held as uint8
             top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
             crops.append(image[max(top, 0) : top + size, max(left, 0) : left + size])
         side = min(min(c.shape[0], c.shape[1]) for c in crops)

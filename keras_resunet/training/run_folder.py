@@ -23,6 +23,19 @@ def read_progress(out_dir):
     return json.loads(path.read_text())
 
 
+BEST_MODEL = "best.keras"
+BEST_RECORD = "best.json"
+
+
+def read_best(out_dir):
+    """The run's best validation record ({"steps", "train_seconds", "val_psnr", ...}, kept
+    beside best.keras by `validation.Validation`), or None."""
+    path = Path(out_dir) / BEST_RECORD
+    if not (path.is_file() and (Path(out_dir) / BEST_MODEL).is_file()):
+        return None
+    return json.loads(path.read_text())
+
+
 class RunLock:
     """A lock file holding the training process id: two processes must never train the same
     run folder (their checkpoints would interleave). A lock left by a dead process is taken

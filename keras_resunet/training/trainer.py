@@ -26,11 +26,12 @@ from pathlib import Path
 import keras
 
 from keras_resunet import data, degradations, torch_conv
-from keras_resunet.io import write_text_atomically
+from keras_resunet.io import to_float01, write_text_atomically
 from keras_resunet.losses import RestorationLoss
 from keras_resunet.metrics import psnr_metric
 from keras_resunet.models import build_model
 from keras_resunet.precision import resolve_precision
+from keras_resunet.training import validation
 from keras_resunet.training.callbacks import Checkpointer, ImageSummaries
 from keras_resunet.training.checkpoints import (
     KerasCheckpoints,
@@ -67,12 +68,13 @@ def make_strategy():
     return tf.distribute.get_strategy()
 
 
-def _training_images(config):
-    folder = Path(config.train_data)
-    if not folder.is_absolute():
-        folder = data.resolve_data_root(config.data_root) / folder
-    images, _ = data.load_images(folder, channels=config.channels)
-    return images
+def _training_set(config, log):
+    sources = data.parse_sources(config.train_data)
+    training_set = data.load_training_set(
+        sources, config.data_root, config.channels, config.patch_size
+    )
+    log(training_set.report)
+    return training_set
 
 
 def _learning_rate(config):
@@ -88,8 +90,8 @@ def train(config, out_dir, images=None, strategy=None, log=print):
         config: `TrainConfig`.
         out_dir: the run folder; an existing run with a checkpoint resumes automatically
             (its saved config must match `config`).
-        images: optional list of training images (float32 (H, W, C) in [0, 1]); default: read
-            `config.train_data` under the data root.
+        images: optional list of training images ((H, W, C), float32 in [0, 1] or uint8),
+            drawn equally often; default: read `config.train_data` under the data root.
         strategy: optional `tf.distribute.Strategy` (default: `make_strategy()`).
         log: where progress lines go.
 
@@ -98,15 +100,23 @@ def train(config, out_dir, images=None, strategy=None, log=print):
             (the last good checkpoint is kept); or on a config that
             differs from the one the run started with.
     """
-    if images is None:  # before touching out_dir: a missing data folder must cost nothing
-        images = _training_images(config)
+    # before touching out_dir: a missing data folder must cost nothing
+    probabilities = None
+    if images is None:
+        training_set = _training_set(config, log)
+        images, probabilities = training_set.images, training_set.probabilities
+    validation_groups = None
+    if config.val_data is not None:
+        validation_groups = validation.validation_inputs(config.val_data, config, config.data_root)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(config.precision)
     if config.precision == "auto":
         log(f"precision auto: training in {precision} on this machine")
     with RunLock(out_dir), global_dtype_policy(precision):
-        return _train_locked(config, out_dir, images, strategy, log, precision)
+        return _train_locked(
+            config, out_dir, images, strategy, log, precision, probabilities, validation_groups
+        )
 
 
 @contextlib.contextmanager
@@ -121,7 +131,9 @@ def global_dtype_policy(name):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _train_locked(config, out_dir, images, strategy, log, precision):
+def _train_locked(
+    config, out_dir, images, strategy, log, precision, probabilities=None, validation_groups=None
+):
     with global_dtype_policy("float32"):
         try:  # a model that cannot be built must not leave a run folder behind
             build_model(config.model, in_channels=config.channels, **config.model_args)
@@ -199,12 +211,21 @@ def _train_locked(config, out_dir, images, strategy, log, precision):
             seed=config.seed + done,  # a resumed run draws fresh patches, not a replay
             steps_per_epoch=chunk,
             noise_map=config.noise_map,
+            probabilities=probabilities,
         )
         checkpointer = Checkpointer(manager, chunk, out_dir / "progress.json")
-        callbacks = [
-            checkpointer,
-            keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
-        ]
+        callbacks = [checkpointer]
+        if validation_groups is not None:
+
+            def save_best(path):
+                copy = model if precision == "float32" else _float32_copy(model, config)
+                save_atomically(copy, path)
+
+            every = config.val_every or chunk
+            callbacks.append(
+                validation.Validation(validation_groups, every, chunk, out_dir, save_best, log)
+            )
+        callbacks.append(keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True))
         if degradations.tensorflow_available():  # TensorBoard's writers are TensorFlow's
             callbacks += [
                 keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
@@ -269,7 +290,8 @@ def _int8_ranges(config, out_dir, images):
     warm_start(start, config.init_from)
     spec = tf.TensorSpec((None, None, None, start.input_shape[-1]), tf.float32)
     degradation = None if config.noise_map else config.degradation()
-    crops = representative(images[:16], spec, config.noise_map, Codec("float32"), degradation)
+    float_images = [to_float01(image) for image in images[:16]]
+    crops = representative(float_images, spec, config.noise_map, Codec("float32"), degradation)
     ranges = activation_ranges(start, (sample[0] for sample in crops()))
     write_text_atomically(path, json.dumps(ranges, indent=1))
     return ranges
