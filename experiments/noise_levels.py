@@ -169,9 +169,9 @@ def training_record(model):
         config = json.loads((path.parent / "config.json").read_text())
         return pretrained.training_budget(path.parent, config, best=path.name == "best.keras")
     if model in pretrained.PRETRAINED:
-        record = pretrained.models_dir() / Path(pretrained.PRETRAINED[model].filename)
-        record = record.with_suffix(".json")
-        return json.loads(record.read_text()) if record.is_file() else None
+        found = pretrained.locate(model)
+        record = found.with_suffix(".json") if found else None
+        return json.loads(record.read_text()) if record and record.is_file() else None
     return None
 
 

@@ -78,6 +78,18 @@ def _denoise(args):
         raise RuntimeError(f"{failed} of {len(results)} inputs failed (listed above)")
 
 
+def _models(args):
+    from keras_resunet import pretrained
+
+    defaults = {name: task for task, name in pretrained.DEFAULT_FOR_TASK.items()}
+    print("searched: " + (", ".join(map(str, pretrained.models_dirs())) or "no folder"))
+    for name, entry in pretrained.PRETRAINED.items():
+        path = pretrained.locate(name)
+        default = f" [default for {defaults[name]}]" if name in defaults else ""
+        where = str(path) if path else f"not installed (set ${pretrained.MODELS_ENV})"
+        print(f"{name}{default}: {entry.description}\n    {where}")
+
+
 def _download(args):
     from keras_resunet.data import download_bsds300
 
@@ -224,6 +236,9 @@ def build_parser():
     denoise.add_argument("--seed", type=int, default=0, help="--noisy-demo noise seed")
     denoise.set_defaults(handler=_denoise)
 
+    models = commands.add_parser("models", help="list the shipped models and where they are")
+    models.set_defaults(handler=_models)
+
     download = commands.add_parser("download-bsds300", help="fetch BSDS300 (needs internet)")
     download.add_argument("destination", help="folder that will hold BSDS300/")
     download.set_defaults(handler=_download)
@@ -304,6 +319,27 @@ def _quiet_tensorflow():
         os.close(devnull)
 
 
+# Optional modules and the extra of this package that installs them
+EXTRAS = {
+    "onnx": "export",
+    "tf2onnx": "export",
+    "onnxruntime": "export",
+    "ai_edge_litert": "export",
+    "bm3d": "baselines",
+    "torch": "torch",
+}
+
+
+def missing_dependency(error):
+    """The message for an import that failed: the module, and what installs it."""
+    name = (getattr(error, "name", None) or "").split(".")[0]
+    if name in EXTRAS:
+        return f"this needs the `{name}` module: pip install 'keras-resunet[{EXTRAS[name]}]'"
+    if name:
+        return f"this needs the `{name}` module, which is not installed: pip install {name}"
+    return str(error)
+
+
 def _terminate(signum, frame):
     # SIGTERM (kill, timeout, job schedulers) unwinds like Ctrl-C: temporary files are removed.
     raise SystemExit(128 + signum)
@@ -318,6 +354,9 @@ def main(argv=None):
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.handler(args)
+    except ImportError as error:  # an optional dependency this command needs
+        print(f"resunet {args.command}: error: {missing_dependency(error)}", file=sys.stderr)
+        return 1
     except (ValueError, OSError, RuntimeError) as error:
         print(f"resunet {args.command}: error: {error}", file=sys.stderr)
         return 1

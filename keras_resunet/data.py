@@ -304,7 +304,7 @@ def patch_dataset(
     """
     import tensorflow as tf
 
-    channels = _check_patch_source(images, patch_size, probabilities)
+    channels = check_patch_source(images, patch_size, probabilities)
     flat, offsets, shapes = _pack(images)
     count = len(images)
     if probabilities is not None:
@@ -357,7 +357,7 @@ def _to_seed(value):
     return tf.stack([value, value // 7 + 1])
 
 
-def _check_patch_source(images, patch_size, probabilities=None):
+def check_patch_source(images, patch_size, probabilities=None):
     """The common channel count of `images`, after checking every image can give a patch."""
     if not images:
         raise ValueError("`images` is empty")
@@ -411,7 +411,7 @@ class PatchBatches(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.channels = _check_patch_source(images, patch_size, probabilities)
+        self.channels = check_patch_source(images, patch_size, probabilities)
         if noise_map and not hasattr(degradation, "numpy_sample"):
             raise ValueError("`noise_map` needs a degradation with a noise level (GaussianNoise)")
         self.images = [as_uint8(image) for image in images]

@@ -78,14 +78,10 @@ def run_demo(config=DemoConfig(), log=print):
     name = pretrained.DEFAULT_FOR_TASK[config.task]
     if config.train_steps > 0:
         model = train_small_model(config, degradation, log)
-    elif name in pretrained.available():
-        model = load_denoiser(name)
-        log(f"restoring with the shipped model {name} ({pretrained.models_dir() / name}.keras)")
     else:
-        log(f"no shipped model {name!r} in {pretrained.models_dir()}: training a small one")
-        model = train_small_model(
-            DemoConfig(**{**config.__dict__, "train_steps": 300}), degradation, log
-        )
+        # a missing model is an error that says how to get it, never a stand-in under its name
+        model = load_denoiser(name)
+        log(f"restoring with the shipped model {name} ({pretrained.locate(name)})")
     methods = {"NLM": NLMDenoiser(config.sigma, kernel=kernel), "ResUNet": model}
 
     output = Path(config.output)

@@ -1,8 +1,8 @@
 """The trained models shipped in `saved_models/`, referred to by name.
 
-Each shipped model is a `.keras` file with a model card beside it (`<name>.md`). The folder is
-the repository's `saved_models/`; an installation outside a source checkout points
-`$KERAS_RESUNET_MODELS` at a copy of it.
+Each shipped model is a `.keras` file with a model card beside it (`<name>.md`). A source
+checkout has them all in `saved_models/`; the wheel carries the default model of each task;
+`$KERAS_RESUNET_MODELS` points at another copy (`models_dirs`).
 """
 
 import json
@@ -80,19 +80,42 @@ DEFAULT_FOR_TASK = {
 }
 
 
+# A source checkout keeps the models in its saved_models/; an installed wheel carries the default
+# model of each task as package data (keras_resunet/saved_models/); $KERAS_RESUNET_MODELS names
+# another folder (an offline copy of the repository's saved_models/, with every model).
+MODELS_ENV = "KERAS_RESUNET_MODELS"
+_CHECKOUT = Path(__file__).resolve().parents[1] / "saved_models"
+_PACKAGED = Path(__file__).resolve().parent / "saved_models"
+
+
+def models_dirs():
+    """The folders searched for shipped models, first match first: `$KERAS_RESUNET_MODELS`, then
+    the source checkout's `saved_models/`, then the models installed with the package."""
+    configured = os.environ.get(MODELS_ENV)
+    folders = [Path(configured).expanduser()] if configured else []
+    return folders + [folder for folder in (_CHECKOUT, _PACKAGED) if folder.is_dir()]
+
+
 def models_dir():
-    """`$KERAS_RESUNET_MODELS` if set, else `saved_models/` of this source checkout."""
-    configured = os.environ.get("KERAS_RESUNET_MODELS")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[1] / "saved_models"
+    """Where shipped models are written (`experiments.ship`): `$KERAS_RESUNET_MODELS` if set,
+    else `saved_models/` of this source checkout."""
+    configured = os.environ.get(MODELS_ENV)
+    return Path(configured).expanduser() if configured else _CHECKOUT
+
+
+def locate(name):
+    """The file of the shipped model `name` in the first folder of `models_dirs` holding it, or
+    None."""
+    for folder in models_dirs():
+        path = folder / PRETRAINED[name].filename
+        if path.is_file():
+            return path
+    return None
 
 
 def available():
     """Names of the shipped models whose files are present."""
-    return sorted(
-        name for name, model in PRETRAINED.items() if (models_dir() / model.filename).is_file()
-    )
+    return sorted(name for name in PRETRAINED if locate(name) is not None)
 
 
 def resolve(spec):
@@ -103,10 +126,13 @@ def resolve(spec):
         FileNotFoundError: the named model (or the path) does not exist.
     """
     if spec in PRETRAINED:
-        path = models_dir() / PRETRAINED[spec].filename
-        if not path.is_file():
+        path = locate(spec)
+        if path is None:
+            searched = ", ".join(str(folder) for folder in models_dirs()) or "no folder"
             raise FileNotFoundError(
-                f"Shipped model {spec!r} is not present at {path}. Present: {available() or 'none'}"
+                f"Shipped model {spec!r} is not installed (searched {searched}; present: "
+                f"{', '.join(available()) or 'none'}). The package carries the default models; "
+                f"for the others set ${MODELS_ENV} to a copy of the repository's saved_models/."
             )
         return path
     if str(spec).endswith(".keras"):
@@ -126,8 +152,9 @@ def degradation_of(spec):
     if spec in PRETRAINED:
         return PRETRAINED[spec].degradation()
     path = Path(spec).resolve()
-    for entry in PRETRAINED.values():
-        if path == (models_dir() / entry.filename).resolve():
+    for name, entry in PRETRAINED.items():
+        found = locate(name)
+        if found is not None and path == found.resolve():
             return entry.degradation()
     config = path.parent / "config.json"
     if path.name == "model.keras" and config.is_file():

@@ -221,7 +221,7 @@ def _planned_outputs(paths, output, noisy_demo):
 
 
 def _restore_one(path, index, planned, denoiser, degradation, options, result):
-    from keras_resunet import metrics
+    from keras_resunet import degradations, metrics
     from keras_resunet.inference import restore_image
 
     target, degraded_path, clash = planned[path]
@@ -235,8 +235,8 @@ def _restore_one(path, index, planned, denoiser, degradation, options, result):
     clean = image.pixels
     pixels = clean
     if options.noisy_demo:
-        seed = np.array([options.seed, index], np.int32)
-        pixels = np.asarray(degradation(clean, seed), np.float32)
+        # through degradations.apply: TensorFlow's stateless ops when installed, else NumPy
+        pixels = degradations.apply(degradation, clean, [options.seed, index])
     if denoiser.takes_sigma:
         if options.sigma is not None:
             result.sigma = options.sigma

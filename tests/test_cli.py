@@ -140,3 +140,40 @@ def test_evaluate_a_classical_method_from_the_command_line(tmp_path, capsys):
     assert abs(clipped["psnr"] - result["psnr"]) > 1e-3
     with pytest.raises(SystemExit):  # --method and --model exclude each other
         main(["evaluate", "--method", "nlm", "--model", "x.keras", "--data", str(folder)])
+
+
+def test_models_lists_every_shipped_model_and_where_it_is(tmp_path, monkeypatch, capsys):
+    from keras_resunet import pretrained
+
+    monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path))
+    monkeypatch.setattr(pretrained, "_CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.setattr(pretrained, "_PACKAGED", tmp_path / "no-package")
+    (tmp_path / "unet-denoise.keras").write_bytes(b"")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("not installed") == len(pretrained.PRETRAINED) - 1
+    assert str(tmp_path / "unet-denoise.keras") in out
+    assert "resunet-noise-map [default for denoise]" in out
+
+
+def test_demo_without_its_model_fails_with_the_fix_and_writes_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    from keras_resunet import pretrained
+
+    monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path / "empty"))
+    monkeypatch.setattr(pretrained, "_CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.setattr(pretrained, "_PACKAGED", tmp_path / "no-package")
+    assert main(["demo", "--output", str(tmp_path / "out")]) == 1
+    assert "KERAS_RESUNET_MODELS" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_optional_module_names_the_extra_that_installs_it():
+    from keras_resunet.cli import missing_dependency
+
+    message = missing_dependency(ModuleNotFoundError("No module named 'onnx'", name="onnx"))
+    assert "pip install 'keras-resunet[export]'" in message
+    message = missing_dependency(ModuleNotFoundError("x", name="bm3d.profiles"))
+    assert "keras-resunet[baselines]" in message
+    assert "pip install frob" in missing_dependency(ModuleNotFoundError("x", name="frob"))

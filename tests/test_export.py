@@ -166,6 +166,25 @@ def test_cli_rejects_bad_model_files_and_existing_output(tiny_model_path, tmp_pa
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(("formats", "module"), [("onnx", "onnx"), ("tflite", "ai_edge_litert")])
+def test_a_missing_export_module_names_the_extra_before_any_work(
+    tiny_model_path, tmp_path, capsys, monkeypatch, formats, module
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
+    )
+    out = tmp_path / "o"
+    assert (
+        main(["export", "--model", str(tiny_model_path), "--out", str(out), "--formats", formats])
+        == 1
+    )
+    assert "pip install 'keras-resunet[export]'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_parse_size():
     assert parse_size("256x320") == (256, 320)
 

@@ -87,7 +87,10 @@ def test_too_small_images_and_bad_tiles_are_refused():
 
 def test_shipped_model_names_resolve_from_the_models_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_RESUNET_MODELS", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="'unet-denoise' is not present"):
+    # neither a checkout nor an installed package with models
+    monkeypatch.setattr(pretrained, "_CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.setattr(pretrained, "_PACKAGED", tmp_path / "no-package")
+    with pytest.raises(FileNotFoundError, match="'unet-denoise' is not installed.*KERAS_RESUNET"):
         pretrained.resolve("unet-denoise")
     with pytest.raises(ValueError, match="Unknown model 'resnet'"):
         inference.load_denoiser("resnet")

@@ -644,3 +644,57 @@ def test_a_resumed_run_keeps_the_init_from_it_started_with(tmp_path):
     train(later, run, images=IMAGES, log=lambda _: 0)
     stored = json.loads((run / "config.json").read_text())
     assert stored["init_from"] == str(tmp_path / "a.keras") and stored["steps"] == 20
+
+
+@pytest.mark.parametrize(("depth", "patch", "smallest"), [(2, 2, 3), (4, 8, 9)])
+def test_a_patch_below_the_models_smallest_input_is_refused_before_the_folder(
+    tmp_path, depth, patch, smallest
+):
+    config = tiny_config(model_args={"base_filters": 4, "depth": depth}, patch_size=patch)
+    with pytest.raises(ValueError, match=f"patch_size {patch} is below .* \\({smallest} pixels"):
+        train(config, tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_images_smaller_than_the_patch_are_refused_before_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="smaller than patch_size=64"):
+        train(tiny_config(patch_size=64), tmp_path / "run", images=IMAGES, log=lambda _: 0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_whose_start_trained_nothing_does_not_block_a_corrected_retry(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    # what a start stopped before its first checkpoint leaves: a config and a run record
+    (out / "config.json").write_text(json.dumps({**tiny_config(patch_size=24).to_dict()}))
+    (out / "run.json").write_text("{}")
+    train(tiny_config(steps=10, checkpoint_every=10), out, images=IMAGES, log=lambda _: 0)
+    assert json.loads((out / "config.json").read_text())["patch_size"] == 16
+    assert "command" in json.loads((out / "run.json").read_text())
+    # once a checkpoint exists, the config is held
+    with pytest.raises(TrainingError, match="patch_size"):
+        train(tiny_config(steps=20, patch_size=24), out, images=IMAGES, log=lambda _: 0)
+
+
+def test_resume_with_more_steps_from_the_command_line_is_not_refused_over_checkpoint_every(
+    tmp_path,
+):
+    from keras_resunet.cli import main
+
+    data = tmp_path / "data" / "train"
+    data.mkdir(parents=True)
+    for index, image in enumerate(IMAGES):
+        keras.utils.save_img(data / f"{index}.png", image)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: resunet\nmodel_args: {base_filters: 4, depth: 2}\ntrain_data: train\n"
+        "patch_size: 16\nbatch_size: 4\nsteps: 40\ncheckpoint_every: 20\nprecision: float32\n"
+    )
+    args = ["train", "--config", str(config), "--out", str(tmp_path / "run")]
+    args += ["--data-root", str(tmp_path / "data")]
+    assert main(args) == 0  # 40 steps, checkpoints every 20
+    # 50 steps: the derived interval becomes gcd(50, 20) = 10, which 40 falls on
+    assert main([*args, "--resume", "--set", "steps=50"]) == 0
+    assert json.loads((tmp_path / "run" / "progress.json").read_text())["steps"] == 50
+    # an explicit interval that the 50 steps done miss is refused
+    assert main([*args, "--resume", "--set", "steps=60", "--set", "checkpoint_every=20"]) == 1

@@ -32,6 +32,8 @@ SCRIPT = textwrap.dedent(
                  "--json", out + "/eval.json"]) == 0
     assert main(["denoise", test, "--output", out + "/restored", "--model",
                  out + "/model.keras", "--sigma", "0.1"]) == 0
+    assert main(["denoise", test, "--output", out + "/demo", "--model",
+                 out + "/model.keras", "--noisy-demo"]) == 0
     print("tensorflow imported:", sys.modules.get("tensorflow") is not None)
     """
 )
@@ -82,6 +84,8 @@ def test_train_evaluate_and_restore_without_tensorflow(data_root, tmp_path):
         "0.png",
         "1.png",
     ]
+    demo = sorted(p.name for p in (tmp_path / "without" / "demo").iterdir())
+    assert demo == ["0.png", "0_degraded.png", "1.png", "1_degraded.png"]
     evaluated = json.loads((tmp_path / "without" / "eval.json").read_text())
     assert evaluated["n_images"] == 2 and np.isfinite(evaluated["psnr"])
     # the model trained without TensorFlow loads with it (for export)

@@ -163,6 +163,24 @@ def load_keras_model(spec):
     return model
 
 
+# Modules each format's conversion and check need beyond TensorFlow (the `export` extra)
+FORMAT_MODULES = {
+    "savedmodel": (),
+    "tflite": ("ai_edge_litert",),
+    "onnx": ("tf2onnx", "onnx", "onnxruntime"),
+}
+
+
+def check_tools(formats):
+    """Raises ModuleNotFoundError (its `name` the first missing module) before any work when a
+    requested format needs a module that is not installed."""
+    import importlib.util
+
+    for name in (module for fmt in formats for module in FORMAT_MODULES.get(fmt, ())):
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"exporting needs the `{name}` module", name=name)
+
+
 def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), log=print):
     """Exports, verifies and describes every requested artifact.
 
@@ -186,6 +204,7 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
     from keras_resunet import pretrained
 
     out_dir = Path(out_dir)
+    check_tools(options.formats)
     model_path = pretrained.resolve(model_path)
     check_output_folder(out_dir, options.overwrite, model_path)
     calibrated = [q for q in options.quantizations if q in CALIBRATED]

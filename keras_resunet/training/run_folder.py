@@ -68,7 +68,7 @@ def _process_alive(pid):
     return True
 
 
-_RESUMABLE_KEYS = ("steps", "init_from")
+_RESUMABLE_KEYS = ("steps", "init_from", "checkpoint_every")
 
 
 def check_or_write_config(config, out_dir):
@@ -79,6 +79,13 @@ def check_or_write_config(config, out_dir):
     path = out_dir / "config.json"
     resolved = json.loads(json.dumps(config.to_dict()))
     resolved["precision"] = resolve_precision(resolved["precision"])  # what this run trains in
+    done = read_progress(out_dir)["steps"]
+    started = done > 0 or any((out_dir / "checkpoints").glob("*"))
+    if path.is_file() and not started:
+        # a start refused or stopped before its first checkpoint trained nothing: a retry with
+        # a corrected config starts afresh instead of being held to the refused one
+        path.unlink()
+        (out_dir / "run.json").unlink(missing_ok=True)
     if path.is_file():
         defaults = json.loads(json.dumps(TrainConfig().to_dict()))
         previous = {**defaults, **json.loads(path.read_text())}
@@ -97,6 +104,13 @@ def check_or_write_config(config, out_dir):
         if changed:
             raise TrainingError(
                 f"{out_dir} holds a run with a different config ({changed}); use a new folder"
+            )
+        # checkpoint_every follows a --set steps override (a divisor of it); a resume may move
+        # it when the steps done so far fall on its new interval
+        if done % resolved["checkpoint_every"]:
+            raise TrainingError(
+                f"{out_dir} is at step {done}, not a multiple of checkpoint_every="
+                f"{resolved['checkpoint_every']}: give steps (or checkpoint_every) that it divides"
             )
         resolved["init_from"] = previous.get("init_from")
         if resolved["steps"] != previous["steps"]:

@@ -108,6 +108,8 @@ def train(config, out_dir, images=None, strategy=None, log=print):
     validation_groups = None
     if config.val_data is not None:
         validation_groups = validation.validation_inputs(config.val_data, config, config.data_root)
+    _check_model(config)
+    data.check_patch_source(images, config.patch_size, probabilities)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(config.precision)
@@ -131,14 +133,37 @@ def global_dtype_policy(name):
         keras.mixed_precision.set_global_policy(previous)
 
 
+def _check_model(config):
+    """Builds the model and runs it on one training patch: a model that cannot be built, or a
+    patch below its smallest input, is refused before the run folder exists."""
+    import numpy as np
+
+    with global_dtype_policy("float32"):
+        try:
+            model = build_model(config.model, in_channels=config.channels, **config.model_args)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"model_args {config.model_args}: {error}") from None
+
+        def runs_at(side):
+            try:
+                model(np.zeros((1, side, side, model.input_shape[-1]), "float32"), training=False)
+            except Exception:  # the backend's own shape error, whichever it is
+                return False
+            return True
+
+        if not runs_at(config.patch_size):
+            smallest = next(
+                (side for side in range(config.patch_size + 1, 257) if runs_at(side)), None
+            )
+            raise ValueError(
+                f"patch_size {config.patch_size} is below the smallest input of {config.model} "
+                f"with {config.model_args} ({smallest or 'over 256'} pixels a side)"
+            )
+
+
 def _train_locked(
     config, out_dir, images, strategy, log, precision, probabilities=None, validation_groups=None
 ):
-    with global_dtype_policy("float32"):
-        try:  # a model that cannot be built must not leave a run folder behind
-            build_model(config.model, in_channels=config.channels, **config.model_args)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"model_args {config.model_args}: {error}") from None
     check_or_write_config(config, out_dir)
     final = out_dir / "model.keras"
     if final.is_file() and read_progress(out_dir)["steps"] >= config.steps:
