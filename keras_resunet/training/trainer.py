@@ -147,7 +147,7 @@ def _check_model(config):
         def runs_at(side):
             try:
                 model(np.zeros((1, side, side, model.input_shape[-1]), "float32"), training=False)
-            except Exception:  # the backend's own shape error, whichever it is
+            except Exception:  # noqa: BLE001  the backend's own shape error, whichever it is
                 return False
             return True
 
