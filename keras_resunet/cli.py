@@ -210,31 +210,37 @@ def build_parser():
     evaluate.set_defaults(handler=_evaluate)
 
     denoise = commands.add_parser("denoise", help="restore image files or folders")
-    denoise.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    denoise.add_argument("--output", required=True, help="output folder (created if needed)")
-    denoise.add_argument(
-        "--model", help="shipped model name, .keras path, or nlm/bm3d (default: the task's ResUNet)"
+    _add_restore_arguments(
+        denoise,
+        "noise level on [0, 1] (25/255 = 0.098) for methods that take "
+        "one; default: estimated per image (with --noisy-demo: the added noise, default 0.1)",
     )
     denoise.add_argument("--task", choices=("denoise", "deblur_denoise"), default="denoise")
-    denoise.add_argument(
-        "--sigma",
-        type=_sigma,
-        help="noise level on [0, 1] (25/255 = 0.098) for methods that take one; default: "
-        "estimated per image (with --noisy-demo: the added noise, default 0.1)",
-    )
-    denoise.add_argument("--tile", type=int, default=512, help="tile side; 0 = whole image")
-    denoise.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
-    denoise.add_argument(
-        "--skip-existing", action="store_true", help="leave outputs that already exist as they are"
-    )
-    denoise.add_argument("--ensemble", action="store_true", help="8-fold self-ensemble (8x time)")
-    denoise.add_argument(
-        "--noisy-demo",
-        action="store_true",
-        help="degrade clean inputs first and report PSNR before/after",
-    )
-    denoise.add_argument("--seed", type=int, default=0, help="--noisy-demo noise seed")
     denoise.set_defaults(handler=_denoise)
+
+    deblur = commands.add_parser(
+        "deblur", help="deblur with a known kernel (plug-and-play with the noise-map denoiser)"
+    )
+    _add_restore_arguments(deblur, _PNP_SIGMA_HELP)
+    deblur.add_argument(
+        "--kernel",
+        required=True,
+        help="gaussian:STD, motion:LENGTH[:ANGLE], levin:N (0-7, from the data root) or a file "
+        "(.npy, .txt, .csv, grayscale image); normalised to sum 1",
+    )
+    _add_pnp_arguments(deblur)
+    deblur.set_defaults(handler=_denoise)
+
+    upscale = commands.add_parser(
+        "upscale", help="super-resolve x2/x3/x4 (plug-and-play with the noise-map denoiser)"
+    )
+    _add_restore_arguments(upscale, _PNP_SIGMA_HELP)
+    upscale.add_argument("--scale", type=int, choices=(2, 3, 4), required=True)
+    upscale.add_argument(
+        "--kernel", help="the blur before downsampling, as for deblur (default: bicubic)"
+    )
+    _add_pnp_arguments(upscale)
+    upscale.set_defaults(handler=_denoise)
 
     models = commands.add_parser("models", help="list the shipped models and where they are")
     models.set_defaults(handler=_models)
@@ -274,15 +280,67 @@ def build_parser():
     return parser
 
 
+_PNP_SIGMA_HELP = (
+    "noise level of the blurred image on [0, 1] (2.55/255 = 0.01); default: estimated per "
+    "image (with --noisy-demo: the added noise, default 0.01)"
+)
+
+
+def _add_restore_arguments(command, sigma_help):
+    """The file handling and method options `denoise`, `deblur` and `upscale` share."""
+    command.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    command.add_argument("--output", required=True, help="output folder (created if needed)")
+    command.add_argument(
+        "--model", help="shipped model name, .keras path, or nlm/bm3d (default: the task's ResUNet)"
+    )
+    command.add_argument("--sigma", type=_sigma, help=sigma_help)
+    command.add_argument("--tile", type=int, default=512, help="tile side; 0 = whole image")
+    command.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
+    command.add_argument(
+        "--skip-existing", action="store_true", help="leave outputs that already exist as they are"
+    )
+    command.add_argument("--ensemble", action="store_true", help="8-fold self-ensemble (8x time)")
+    command.add_argument(
+        "--noisy-demo",
+        action="store_true",
+        help="degrade clean inputs first and report PSNR before/after",
+    )
+    command.add_argument("--seed", type=int, default=0, help="--noisy-demo noise seed")
+
+
+def _add_pnp_arguments(command):
+    command.add_argument(
+        "--iterations", type=int, default=8, help="data steps and denoiser passes (default 8)"
+    )
+    command.add_argument(
+        "--data-root",
+        help="where levin:N kernels are (default: $KERAS_RESUNET_DATA, else ../shared/datasets)",
+    )
+
+
+def _operator(args):
+    """The known degradation of `deblur` / `upscale` (None for `denoise`)."""
+    if args.command not in ("deblur", "upscale"):
+        return None
+    from keras_resunet.kernels import parse_kernel_spec
+    from keras_resunet.pnp import make_operator
+
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be >= 1: {args.iterations}")
+    kernel = parse_kernel_spec(args.kernel, args.data_root) if args.kernel else None
+    return make_operator(kernel, getattr(args, "scale", 1))
+
+
 def _check_arguments(parser, args):
     """Checks what argparse cannot before anything heavy is imported; exits 2 on an error."""
-    if args.command == "denoise":
+    if args.command in ("denoise", "deblur", "upscale"):
         from keras_resunet.restore import RestoreOptions
 
         try:
+            operator = _operator(args)
             args.options = RestoreOptions(
                 model=args.model,
-                task=args.task,
+                task=getattr(args, "task", "denoise"),
                 sigma=args.sigma,
                 tile=args.tile,
                 overlap=args.overlap,
@@ -290,8 +348,10 @@ def _check_arguments(parser, args):
                 noisy_demo=args.noisy_demo,
                 seed=args.seed,
                 skip_existing=args.skip_existing,
+                operator=operator,
+                iterations=getattr(args, "iterations", 8),
             )
-        except ValueError as error:
+        except (ValueError, FileNotFoundError) as error:
             parser.error(str(error))
     if args.command == "evaluate" and args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1: {args.limit}")

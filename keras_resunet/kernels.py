@@ -83,7 +83,18 @@ def digit_kernel(digit=7, size=7, index=0):
 
 
 def load_kernel(path):
-    """Loads a kernel from `.npy`, a text file of numbers (`np.loadtxt`) or a grayscale image."""
+    """Loads a kernel from `.npy`, a text file of numbers (`np.loadtxt`) or a grayscale image,
+    normalized to sum 1."""
+    return normalize_kernel(read_kernel(path))
+
+
+def read_kernel(path):
+    """A kernel file's values as they are (float64): `.npy`, text (`np.loadtxt`) or an image.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Kernel file not found: {path}")
@@ -99,7 +110,51 @@ def load_kernel(path):
                 kernel = np.asarray(image.convert("F"))
     except (OSError, ValueError) as error:
         raise ValueError(f"Could not read a kernel from {path}: {error}") from error
-    return normalize_kernel(kernel)
+    return np.asarray(kernel, dtype=np.float64)
+
+
+LEVIN_FILE = "kernels/levin09.npz"
+
+
+def parse_kernel_spec(spec, data_root=None):
+    """The kernel a command line names, as given (not normalized; `operators.check_kernel`
+    checks and normalizes it):
+
+    - `gaussian:STD`: an isotropic Gaussian of that standard deviation (pixels), 6 STD + 1 wide;
+    - `motion:LENGTH[:ANGLE]`: a straight motion blur (degrees);
+    - `levin:N`: camera-shake kernel N (0-7) of Levin et al. (CVPR 2009), from
+      `kernels/levin09.npz` under the data root;
+    - a file: `.npy`, text, or a grayscale image.
+
+    Raises:
+        ValueError: a malformed spec; FileNotFoundError: a missing file or data root.
+    """
+    kind, _, rest = str(spec).partition(":")
+    try:
+        if kind == "gaussian" and rest:
+            std = float(rest)
+            if not 0 < std <= 25:
+                raise ValueError(f"a Gaussian STD in (0, 25] pixels. Received: {rest}")
+            return gaussian_kernel(2 * int(np.ceil(3 * std)) + 1, std).astype(np.float64)
+        if kind == "motion" and rest:
+            length, _, angle = rest.partition(":")
+            return motion_kernel(int(length), float(angle or 0)).astype(np.float64)
+        if kind == "levin" and rest:
+            from keras_resunet.data import resolve_data_root
+
+            index = int(rest)
+            with np.load(resolve_data_root(data_root) / LEVIN_FILE) as kernels:
+                if f"kernel_{index}" not in kernels:
+                    raise ValueError(f"Levin kernels are numbered 0-{len(kernels) - 1}: {index}")
+                return np.asarray(kernels[f"kernel_{index}"], dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"--kernel {spec!r}: {error}") from None
+    if Path(spec).suffix:
+        return read_kernel(spec)
+    raise ValueError(
+        f"--kernel {spec!r}: give gaussian:STD, motion:LENGTH[:ANGLE], levin:N or a kernel file "
+        "(.npy, .txt, .csv or a grayscale image)"
+    )
 
 
 KERNELS = {

@@ -5,6 +5,7 @@ files are still restored. Outputs are written atomically, so a failed or interru
 nothing behind.
 """
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -35,6 +36,10 @@ class RestoreOptions:
         seed: seed of the `noisy_demo` degradation (image i uses (seed, i)).
         skip_existing: leave an output that already exists as it is (else it is replaced,
             and the progress line says so).
+        operator: a known blur, or blur + downsampling (`keras_resunet.operators.BlurOperator`):
+            `resunet deblur` / `upscale` restore through it by plug-and-play (`keras_resunet.pnp`)
+            with a noise-level-map model; None denoises.
+        iterations: plug-and-play iterations (with `operator`).
     """
 
     model: str | None = None
@@ -46,6 +51,8 @@ class RestoreOptions:
     noisy_demo: bool = False
     seed: int = 0
     skip_existing: bool = False
+    operator: object = None
+    iterations: int = 8
 
     def __post_init__(self):
         if self.task not in ("denoise", "deblur_denoise"):
@@ -67,8 +74,9 @@ MIN_TILE = 32
 # Pillow refuses images over ~179 MP as possible decompression bombs; scans can be larger and
 # are restored tile by tile, so the limit is raised to what a 24 GB machine can still hold.
 MAX_PIXELS = 1_000_000_000
-# The noisy-demo noise level when none is given.
+# The noisy-demo noise level when none is given (deblur / upscale: PNP_DEMO_SIGMA).
 DEMO_SIGMA = 0.1
+PNP_DEMO_SIGMA = 2.55 / 255
 
 
 @dataclass
@@ -151,10 +159,19 @@ def restore_files(inputs, output, options=RestoreOptions(), log=print):
 
     model = options.model or pretrained.DEFAULT_FOR_TASK[options.task]
     kernel = degradations.task_kernel(options.task)
-    demo_sigma = DEMO_SIGMA if options.sigma is None else options.sigma
-    denoiser = load_denoiser(model, sigma=demo_sigma, kernel=kernel)
+    default_sigma = DEMO_SIGMA if options.operator is None else PNP_DEMO_SIGMA
+    demo_sigma = default_sigma if options.sigma is None else options.sigma
+    # plug-and-play sets the level each iteration; a noise-free observation loads at a floor
+    load_sigma = demo_sigma if options.operator is None else max(demo_sigma, 0.255 / 255)
+    denoiser = load_denoiser(model, sigma=load_sigma, kernel=kernel)
+    if options.operator is not None and not denoiser.takes_sigma:
+        from keras_resunet.pnp import PlugAndPlay
+
+        PlugAndPlay(denoiser, options.operator, demo_sigma)  # refuses it, saying why
     output = Path(output)
     check_output_folder(output)
+    if options.operator is not None and options.operator.note:
+        log(f"note: {options.operator.note}")
     if options.sigma is not None and not denoiser.takes_sigma:
         log(
             f"note: {denoiser.name} has no noise-level input; it restores the noise level it "
@@ -232,6 +249,9 @@ def _restore_one(path, index, planned, denoiser, degradation, options, result):
         return
     result.replaced = target.exists()
     image = io.read_image_file(path, max_pixels=MAX_PIXELS)
+    if options.operator is not None:
+        _restore_through_operator(image, index, target, degraded_path, denoiser, options, result)
+        return
     clean = image.pixels
     pixels = clean
     if options.noisy_demo:
@@ -252,6 +272,59 @@ def _restore_one(path, index, planned, denoiser, degradation, options, result):
         result.psnr_restored = float(metrics.psnr(restored, clean))
         io.save_image_file(degraded_path, image.with_pixels(pixels))
     io.save_image_file(target, image.with_pixels(restored))
+    result.output = target
+
+
+def _restore_through_operator(image, index, target, degraded_path, denoiser, options, result):
+    """Deblurs or upscales one image by plug-and-play (with `noisy_demo`: a clean image
+    degraded through the operator first, circularly, as the benchmarks are)."""
+    from keras_resunet import metrics
+    from keras_resunet.operators import check_kernel
+    from keras_resunet.pnp import PlugAndPlay, Schedule, bicubic_upscale
+
+    operator, scale = options.operator, options.operator.scale
+    check_kernel(operator.kernel, image.pixels.shape, nonnegative=False)
+    pixels, clean, boundary = image.pixels, None, "symmetric"
+    if options.noisy_demo:
+        height, width = (side - side % scale for side in pixels.shape[:2])
+        clean, boundary = pixels[:height, :width], "circular"
+        image = image.with_pixels(clean)
+        if image.alpha is not None:
+            image = dataclasses.replace(image, alpha=image.alpha[:height, :width])
+        sigma = PNP_DEMO_SIGMA if options.sigma is None else options.sigma
+        demo = PlugAndPlay(denoiser, operator, sigma, boundary="circular")
+        pixels = demo.degrade(clean, [options.seed, index])
+    if options.sigma is not None:
+        result.sigma = options.sigma
+    else:
+        result.sigma = estimate_sigma(pixels)
+        result.sigma_estimated = True
+    solver = PlugAndPlay(
+        denoiser,
+        operator,
+        result.sigma,
+        schedule=Schedule(iterations=options.iterations),
+        ensemble=options.ensemble,
+        boundary=boundary,
+        tile=options.tile or None,
+    )
+    restored = solver(pixels)
+    small = image.alpha
+    if options.noisy_demo:
+        if image.alpha is not None:
+            small = image.alpha[::scale, ::scale]
+        result.psnr_degraded = float(
+            metrics.psnr(np.clip(bicubic_upscale(pixels, scale), 0, 1), clean)
+        )
+        result.psnr_restored = float(metrics.psnr(restored, clean))
+        degraded = dataclasses.replace(image, pixels=np.clip(pixels, 0, 1), alpha=small)
+        io.save_image_file(degraded_path, degraded)
+    alpha = small
+    if small is not None and scale > 1:
+        alpha = np.clip(bicubic_upscale(small, scale), 0, 1)
+    if options.noisy_demo:
+        alpha = image.alpha
+    io.save_image_file(target, dataclasses.replace(image, pixels=restored, alpha=alpha))
     result.output = target
 
 
