@@ -98,3 +98,39 @@ def test_train_evaluate_and_restore_without_tensorflow(data_root, tmp_path):
     _, with_tf = _run(data_root, tmp_path / "with", "with")
     assert losses != with_tf
     np.testing.assert_allclose(losses, with_tf, rtol=0.5)
+
+
+def test_the_readmes_keras_block_runs_as_written_without_tensorflow(tmp_path):
+    pytest.importorskip("torch")
+    from PIL import Image
+
+    from tests.conftest import smooth_image
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Use it from Keras")[1].split("```python\n")[1].split("```")[0]
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for index in range(3):
+        image = np.round(smooth_image(48, 56, seed=index) * 255).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"{index}.png")
+    # the block as written; only its scale shrinks to a test's (folder, model, steps)
+    replacements = {
+        '"path/to/train_images"': repr(str(folder)),
+        "build_resunet()": "build_resunet(base_filters=4, depth=2)",
+        "steps_per_epoch=1000": "steps_per_epoch=3",
+        "epochs=15": "epochs=1",
+        '"resunet.keras"': repr(str(tmp_path / "resunet.keras")),
+    }
+    for old, new in replacements.items():
+        assert old in block, old
+        block = block.replace(old, new)
+    script = tmp_path / "block.py"
+    script.write_text(
+        'import os, sys\nsys.modules["tensorflow"] = None\nos.environ["KERAS_BACKEND"] = "torch"\n'
+        f"sys.path.insert(0, {str(ROOT)!r})\n" + block
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "resunet.keras").is_file()
