@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_resunet.denoisers import Denoiser
 from keras_resunet.operators import MAX_MEGAPIXELS, BlurOperator
 
 # The noise level a noise-free observation is treated as (DPIR's floor): the data step keeps
@@ -62,8 +63,10 @@ class Schedule:
         return [(float(s), float(self.lam * noise**2 / s**2)) for s in sigmas]
 
 
-class PlugAndPlay:
-    """Restores an observation y = A x + noise with a denoiser as the prior.
+class PlugAndPlay(Denoiser):
+    """Restores an observation y = A x + noise with a denoiser as the prior. A `Denoiser` itself
+    (image in, restored image out; `at_sigma` sets the observation's noise level), so the
+    evaluation harness and `resunet` restore through it like any method.
 
     Args:
         denoiser: a `keras_resunet.denoisers.Denoiser` that takes a noise level (a noise-map
@@ -101,8 +104,10 @@ class PlugAndPlay:
             raise ValueError(
                 f"`boundary` must be 'symmetric' or 'circular'. Received: {boundary!r}"
             )
+        super().__init__(name=f"pnp-{denoiser.name}", channels=denoiser.channels, minimum_size=1)
+        self.takes_sigma = True
         self.denoiser, self.operator = denoiser, operator
-        self.noise_sigma = float(noise_sigma)
+        self.sigma = float(noise_sigma)
         self.schedule, self.ensemble, self.boundary = schedule, ensemble, boundary
         self.tile, self.progress = tile, progress
 
@@ -113,7 +118,7 @@ class PlugAndPlay:
     def end_sigma(self):
         # super-resolution ends above the noise level (DPIR: scale / 255): the last passes
         # still clean up the aliasing the data step leaves
-        return max(self.noise_sigma, self.scale / 255) if self.scale > 1 else self.noise_sigma
+        return max(self.sigma, self.scale / 255) if self.scale > 1 else self.sigma
 
     def margin(self):
         """Pixels mirrored on each side of the observation (symmetric boundary)."""
@@ -123,7 +128,18 @@ class PlugAndPlay:
             else math.ceil(max(self.operator.kernel.shape) / self.scale) * 2
         )
 
-    def __call__(self, observed):
+    def settings(self):
+        return {
+            "denoiser": self.denoiser.name,
+            "scale": self.scale,
+            "iterations": self.schedule.iterations,
+            "start_sigma": self.schedule.start_sigma,
+            "lam": self.schedule.lam,
+            "boundary": self.boundary,
+            "ensemble": self.ensemble,
+        }
+
+    def restore_one(self, observed):
         """The restored (H * scale, W * scale, C) float32 image in [0, 1] for an (H, W, C)
         observation."""
         from keras_resunet.inference import restore_image
@@ -144,7 +160,7 @@ class PlugAndPlay:
             observed = np.pad(observed, pad, mode="symmetric")
         estimate = initial_estimate(observed, self.scale)
         start = time.perf_counter()
-        levels = self.schedule.levels(self.noise_sigma, self.end_sigma())
+        levels = self.schedule.levels(self.sigma, self.end_sigma())
         for iteration, (sigma, alpha) in enumerate(levels, 1):
             estimate = self.operator.prox(observed, estimate, alpha)
             estimate = restore_image(
@@ -162,7 +178,7 @@ class PlugAndPlay:
         benchmark protocol. `seed`: two ints (NumPy's generator)."""
         blurred = self.operator.forward(clean)
         rng = np.random.default_rng([int(value) for value in seed])
-        noise = rng.standard_normal(blurred.shape).astype(np.float32) * self.noise_sigma
+        noise = rng.standard_normal(blurred.shape).astype(np.float32) * self.sigma
         return blurred + noise
 
 

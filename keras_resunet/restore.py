@@ -308,7 +308,7 @@ def _restore_through_operator(image, index, target, degraded_path, denoiser, opt
         boundary=boundary,
         tile=options.tile or None,
     )
-    restored = solver(pixels)
+    restored = solver.restore_one(pixels)
     small = image.alpha
     if options.noisy_demo:
         if image.alpha is not None:
