@@ -38,9 +38,6 @@ from keras_resunet.operators import BlurOperator
 NOISES_255 = (2.55, 7.65)
 DENOISER = "resunet-noise-map"
 DEDICATED = "resunet-strong-deblur-denoise"
-# Published Set3C PSNR (dB) of DPIR (DRUNet prior, 8 iterations) with the 8 Levin kernels,
-# averaged over kernels: Zhang et al., IEEE TPAMI 2021, Table 5.
-DPIR_SET3C = {2.55: 32.26, 7.65: 28.04}
 
 
 def kernel_sets(root):
@@ -283,20 +280,11 @@ def readme(summary):
                         f"| {_cell(_mean(scores['bm3d']))} | {_cell(_mean(paired))} "
                         f"| {_cell(_mean(scores['wiener']))} | {_cell(_mean(scores['dedicated']))} |"
                     )
-        levin = summary["deblur"]["rows"].get("Set3C", {}).get("levin", {})
-        published = ", ".join(
-            f"{noise}/255: DPIR {DPIR_SET3C[float(noise)]:.2f}, ours {_mean(scores['pnp']):.2f}"
-            for noise, scores in levin.items()
-            if float(noise) in DPIR_SET3C
-        )
         parts.append(
             "## Deblurring\n\nCircular blur, Gaussian noise, PSNR (dB) on the whole clipped "
             "output, mean over photos and kernels. BM3D deblurring ran on the first photos of "
             "each set only (its column and the plug-and-play column beside it are the same "
-            "inputs).\n\n"
-            + "\n".join(table)
-            + f"\n\nSet3C with the Levin kernels, published DPIR (DRUNet prior) against this "
-            f"project's denoiser: {published}.\nPlug-and-play time: "
+            "inputs).\n\n" + "\n".join(table) + "\n\nPlug-and-play time: "
             f"{summary['deblur']['pnp_seconds_per_megapixel']:.1f} s per megapixel.\n\n"
             "![Deblurred crops](deblur.png)\n"
         )
