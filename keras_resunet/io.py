@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".gif")
 
 
 class ImageReadError(ValueError):
@@ -124,6 +124,9 @@ class ImageFile:
         bit_depth: 8 or 16 (16 only for gray: Pillow keeps 16 bits for single-channel images).
         icc_profile: the embedded colour profile (bytes), or None.
         exif: the EXIF block (bytes, orientation reset to upright), or None.
+        notes: what reading changed that the output cannot restore (a colour space converted,
+            16-bit colour read as 8 bits), to tell the user.
+        lossless: the file was stored losslessly (a WebP): write it back losslessly.
     """
 
     pixels: np.ndarray
@@ -131,6 +134,8 @@ class ImageFile:
     bit_depth: int = 8
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    notes: tuple = ()
+    lossless: bool = False
 
     def with_pixels(self, pixels):
         """The same file description (mode, alpha, metadata) with other pixels."""
@@ -180,14 +185,25 @@ def read_image_file(path, max_pixels=None):
             if image.mode in _UNSUPPORTED_MODES:
                 raise ImageReadError(f"{path}: {_UNSUPPORTED_MODES[image.mode]}")
             image.load()
+            source_format, notes = image.format, []
             icc_profile = image.info.get("icc_profile")
             exif = image.getexif()
+            if source_format == "TIFF":
+                # a TIFF's own layout tags come back as "EXIF"; written into another file they
+                # describe the wrong pixels (readers then refuse it)
+                for tag in _TIFF_LAYOUT_TAGS & set(exif):
+                    del exif[tag]
+            if _sixteen_bit_colour(path, image):
+                notes.append("16-bit colour is read as 8 bits per channel: written in 8 bits")
             upright = ImageOps.exif_transpose(image)
             if upright is not None:
                 image = upright
             if exif:
                 exif[_ORIENTATION] = 1
             exif = exif.tobytes() if exif else None
+            if image.mode not in _KEPT_MODES:
+                image, icc_profile, note = _to_srgb(image, icc_profile)
+                notes.append(note)
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.asarray(image).astype(np.float64)
                 if array.min() < 0 or array.max() > 65535:
@@ -196,7 +212,8 @@ def read_image_file(path, max_pixels=None):
                         "save it as 16-bit PNG or TIFF"
                     )
                 array = (array / 65535.0).astype(np.float32)
-                return ImageFile(array[..., None], None, 16, icc_profile, exif)
+                icc_profile = _matching_profile(icc_profile, "GRAY", notes)
+                return ImageFile(array[..., None], None, 16, icc_profile, exif, tuple(notes))
             if image.mode == "P":
                 image = image.convert("RGBA" if "transparency" in image.info else "RGB")
             if image.mode in ("1", "L", "LA"):
@@ -218,7 +235,115 @@ def read_image_file(path, max_pixels=None):
     finally:
         Image.MAX_IMAGE_PIXELS = limit
     alpha = to_float01(alpha) if has_alpha else None
-    return ImageFile(to_float01(color), alpha, 8, icc_profile, exif)
+    icc_profile = _matching_profile(icc_profile, "GRAY" if color.shape[-1] == 1 else "RGB ", notes)
+    lossless = source_format == "WEBP" and _webp_lossless(path)
+    return ImageFile(to_float01(color), alpha, 8, icc_profile, exif, tuple(notes), lossless)
+
+
+# Modes read as they are (palette images are expanded; 16-bit gray is read above)
+_KEPT_MODES = {
+    "1",
+    "L",
+    "LA",
+    "P",
+    "PA",
+    "RGB",
+    "RGBA",
+    "RGBa",
+    "La",
+    "I;16",
+    "I;16B",
+    "I;16L",
+    "I",
+}
+# TIFF tags that describe a file's pixel layout, not the photo
+_TIFF_LAYOUT_TAGS = {
+    254,
+    255,
+    256,
+    257,
+    258,
+    259,
+    262,
+    263,
+    266,
+    273,
+    277,
+    278,
+    279,
+    280,
+    281,
+    284,
+    317,
+    320,
+    322,
+    323,
+    324,
+    325,
+    338,
+    339,
+    340,
+    341,
+    347,
+    529,
+    530,
+    531,
+    532,
+}
+
+
+def _to_srgb(image, icc_profile):
+    """An image of another colour space (CMYK, YCbCr, LAB) as RGB: through its embedded profile
+    into sRGB where it has one (the output then carries an sRGB profile), else Pillow's own
+    conversion. Returns (image, profile, note)."""
+    mode = image.mode
+    if icc_profile:
+        from io import BytesIO
+
+        from PIL import ImageCms
+
+        try:
+            source = ImageCms.ImageCmsProfile(BytesIO(icc_profile))
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            converted = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+            return converted, srgb.tobytes(), f"{mode} converted to sRGB through its profile"
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return image.convert("RGB"), None, f"{mode} converted to RGB (its colour profile dropped)"
+
+
+def _matching_profile(icc_profile, space, notes):
+    """`icc_profile` when it describes `space` ("RGB " or "GRAY", the ICC header's colour space),
+    else None with a note: a profile of another space mislabels the pixels."""
+    if not icc_profile or len(icc_profile) < 20:
+        return icc_profile or None
+    found = icc_profile[16:20].decode("ascii", "replace")
+    if found == space:
+        return icc_profile
+    notes.append(
+        f"its {found.strip()} colour profile does not fit the {space.strip()} pixels: dropped"
+    )
+    return None
+
+
+def _sixteen_bit_colour(path, image):
+    """Whether the file holds 16-bit colour that Pillow reads as 8 bits (PNG, TIFF)."""
+    if image.mode not in ("RGB", "RGBA"):
+        return False
+    if image.format == "TIFF":
+        bits = image.tag_v2.get(258, (8,))
+        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    if image.format == "PNG":
+        with open(path, "rb") as handle:
+            header = handle.read(26)
+        return len(header) == 26 and header[24] == 16
+    return False
+
+
+def _webp_lossless(path):
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    return b"VP8L" in head and b"VP8 " not in head
 
 
 _ORIENTATION = 0x0112
@@ -252,6 +377,8 @@ def save_image_file(path, image, quality=95):
             array = array[..., 0]
         converted = Image.fromarray(array)
     options = {"quality": quality} if jpeg else {}
+    if path.suffix.lower() == ".webp":
+        options = {"lossless": True} if image.lossless else {"quality": quality}
     if path.suffix.lower() in _METADATA_FORMATS:
         if image.icc_profile:
             options["icc_profile"] = image.icc_profile

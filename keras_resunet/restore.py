@@ -91,32 +91,41 @@ class FileResult:
     seconds: float = 0.0
     psnr_degraded: float | None = None
     psnr_restored: float | None = None
+    notes: tuple = ()
 
 
 def collect_inputs(inputs):
     """Expands files and folders (not recursive, hidden files skipped) into a list of paths.
 
+    A file whose suffix is not an image format's (`io.IMAGE_SUFFIXES`) is not read, whether
+    named or found in a folder: it comes back among the skipped, by name.
+
     Returns:
-        (paths, problems): image paths to try, and (path, message) for inputs that gave none.
+        (paths, problems, skipped): image paths to try, (path, message) for inputs that gave
+        none, and (path, reason) for files that are not images.
     """
-    paths, problems = [], []
+    paths, problems, skipped = [], [], []
+
+    def add(path):
+        if path.suffix.lower() in io.IMAGE_SUFFIXES:
+            paths.append(path)
+        else:
+            skipped.append((path, f"not an image file ({path.suffix or 'no suffix'})"))
+
     for entry in map(Path, inputs):
         if entry.is_dir():
             found = [
-                p
-                for p in sorted(entry.iterdir())
-                if p.is_file()
-                and not p.name.startswith(".")
-                and p.suffix.lower() in io.IMAGE_SUFFIXES
+                p for p in sorted(entry.iterdir()) if p.is_file() and not p.name.startswith(".")
             ]
             if not found:
-                problems.append((entry, "folder holds no images"))
-            paths.extend(found)
+                problems.append((entry, "folder holds no files"))
+            for path in found:
+                add(path)
         elif entry.exists():
-            paths.append(entry)
+            add(entry)
         else:
             problems.append((entry, "file not found"))
-    return paths, problems
+    return paths, problems, skipped
 
 
 def check_output_folder(folder):
@@ -179,8 +188,11 @@ def restore_files(inputs, output, options=RestoreOptions(), log=print):
         )
     degradation = degradations.make_degradation(options.task, sigma=demo_sigma, kernel=kernel)
 
-    paths, problems = collect_inputs(inputs)
+    paths, problems, skipped = collect_inputs(inputs)
     results = [FileResult(path, error=message) for path, message in problems]
+    results += [FileResult(path, skipped=reason) for path, reason in skipped]
+    for path, reason in skipped:
+        log(f"{path}: skipped: {reason}")
     planned = _planned_outputs(paths, output, options.noisy_demo)
     total = len(paths)
     try:
@@ -249,6 +261,7 @@ def _restore_one(path, index, planned, denoiser, degradation, options, result):
         return
     result.replaced = target.exists()
     image = io.read_image_file(path, max_pixels=MAX_PIXELS)
+    result.notes = image.notes
     if options.operator is not None:
         _restore_through_operator(image, index, target, degraded_path, denoiser, options, result)
         return
@@ -341,7 +354,7 @@ def _progress_line(position, total, result):
         line += "  [replaced an existing file]"
     if result.psnr_degraded is not None:
         line += f"  PSNR {result.psnr_degraded:.2f} -> {result.psnr_restored:.2f} dB"
-    return line
+    return line + "".join(f"\n    note: {note}" for note in result.notes)
 
 
 def summarize(results):

@@ -59,7 +59,11 @@ def test_every_file_keeps_its_mode_and_failures_are_reported_by_name(inputs, tin
             assert (after.mode, after.size) == (before.mode, before.size), name
     with Image.open(inputs / "rgba.png") as before, Image.open(out / "rgba.png") as after:
         np.testing.assert_array_equal(np.asarray(after)[..., 3], np.asarray(before)[..., 3])
-    assert len(lines) == 7 and sum("FAILED" in line for line in lines) == 2  # + missing.png
+    assert len(lines) == 8 and sum("FAILED" in line for line in lines) == 2  # + missing.png
+    # a file that is not an image is named among the skipped, not left out
+    assert {r.source.name: r.skipped for r in results if r.skipped} == {
+        "notes.txt": "not an image file (.txt)"
+    }
 
 
 def test_tiles_bound_the_work_but_not_the_result(inputs, tiny_model, tmp_path):
@@ -99,8 +103,14 @@ def test_nothing_overwrites_an_input_or_an_earlier_output(inputs, tmp_path):
 
 def test_folders_without_images_are_reported(tmp_path):
     (tmp_path / "empty").mkdir()
-    paths, problems = collect_inputs([tmp_path / "empty"])
-    assert paths == [] and problems == [(tmp_path / "empty", "folder holds no images")]
+    paths, problems, skipped = collect_inputs([tmp_path / "empty"])
+    assert paths == [] and problems == [(tmp_path / "empty", "folder holds no files")]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "read.me").write_text("x")
+    paths, problems, skipped = collect_inputs([tmp_path / "notes", tmp_path / "notes" / "read.me"])
+    # the same file named directly or found in a folder: skipped alike, by name
+    assert paths == [] and problems == []
+    assert skipped == [(tmp_path / "notes" / "read.me", "not an image file (.me)")] * 2
 
 
 def test_cli_exit_codes_and_one_line_errors(inputs, tiny_model, tmp_path, capsys):
@@ -130,8 +140,8 @@ def test_cli_exit_codes_and_one_line_errors(inputs, tiny_model, tmp_path, capsys
         ["denoise", str(inputs), "--output", str(tmp_path / "o"), "--model", str(tiny_model)]
     )
     captured = capsys.readouterr()
-    assert code == 1 and "2 of 7 inputs failed" in captured.err
-    assert "restored 5, failed 2, skipped 0 of 7 inputs" in captured.out
+    assert code == 1 and "2 of 8 inputs failed" in captured.err
+    assert "restored 5, failed 2, skipped 1 of 8 inputs" in captured.out
     assert "failed: " in captured.out
     args = ["denoise", str(inputs / "color.png"), "--model", str(tiny_model), "--tile", "0"]
     assert main([*args, "--output", str(tmp_path / "plain")]) == 0
