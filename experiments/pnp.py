@@ -68,6 +68,8 @@ def deblur(args, root, denoiser, dedicated, log):
     kernels = kernel_sets(root)
     sets = {"Set3C": None, "CBSD68": args.cbsd68_images}
     for set_name, limit in sets.items():
+        if set_name not in args.sets.split(","):
+            continue
         images, _ = load_set(set_name, root, 1 if args.quick else limit)
         rows[set_name] = {}
         for kernel_set, kernel_list in kernels.items():
@@ -238,6 +240,7 @@ def run(args, log=print):
             "model": args.model,
             "iterations": args.iterations,
             "settings": {
+                "sets": args.sets,
                 "cbsd68_images": args.cbsd68_images,
                 "bm3d_images": args.bm3d_images,
                 "home_images": args.home_images,
@@ -342,6 +345,7 @@ def main(argv=None):
     parser.add_argument("--model", default=DENOISER)
     parser.add_argument("--parts", default="deblur,home,sr,iterations")
     parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--sets", default="Set3C,CBSD68", help="deblurring test sets")
     parser.add_argument("--cbsd68-images", type=int, default=10)
     parser.add_argument("--bm3d-images", type=int, default=3)
     parser.add_argument("--home-images", type=int, default=20)
