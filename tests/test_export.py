@@ -124,6 +124,8 @@ def test_parity_failure_is_loud_and_leaves_nothing(tiny_model_path, tmp_path, mo
         (["--quantize", "int8", "--noise-bands", "0:2"], "0 <= low < high <= 1"),
         (["--quantize", "int8", "--noise-bands", "0.1"], "LOW:HIGH"),
         (["--quantize", "int8", "--noise-bands", "0:0.1,0:0.1"], "must differ"),
+        (["--quantize", "int8", "--noise-bands", "0:0.2,0.1:0.3"], "overlap between 0.2 and 0.1"),
+        (["--quantize", "int8", "--noise-bands", "0.1:0.3,0:0.05"], "leave a gap"),
         (["--noise-bands", "0:0.1"], "need --quantize"),
         (["--quantize", "int8", "--float-layers", "3"], "int8_selective"),
         (["--quantize", "int8", "--noise-bands", "0:0.1"], "no noise-level-map input"),

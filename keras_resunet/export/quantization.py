@@ -14,6 +14,7 @@ Variants (`QUANTIZATIONS`, "none" is float32):
 
 import csv
 import io
+import itertools
 import math
 
 import numpy as np
@@ -103,6 +104,16 @@ def parse_noise_bands(text):
             bands.append(check_noise_band(pieces))
         except ValueError as error:
             raise ValueError(f"{error} in {text!r}") from None
+    if len(set(bands)) == len(bands):
+        # every level must have one file: bands meet end to end, no level in two or in none
+        ordered = sorted(bands)
+        for (_, high), (low, _) in itertools.pairwise(ordered):
+            if low != high:
+                problem = "overlap" if low < high else "leave a gap"
+                raise ValueError(
+                    f"Noise bands {problem} between {high:g} and {low:g}: each band must start "
+                    f"where the one below ends. Received: {text!r}"
+                )
     return tuple(bands)
 
 
