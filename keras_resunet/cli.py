@@ -113,8 +113,15 @@ def _export(args):
         raise FileNotFoundError(
             f"--representative-data folder not found: {args.representative_data}"
         )
-    images, _ = _check_images(args.representative_data, limit=16)
-    export_model(args.model, args.out, options, check_images=images)
+    images, source = _check_images(args.representative_data, limit=16)
+    print(f"checks and int8 calibration on {source}")
+    if source.startswith("scikit-image"):
+        print(
+            "warning: no --representative-data and no data root: int8 files are calibrated and "
+            "checked on three sample photos; pass --representative-data DIR with photos like "
+            "the ones the app will restore"
+        )
+    export_model(args.model, args.out, options, check_images=images, check_source=source)
     print(f"exported to {args.out}")
 
 

@@ -187,6 +187,24 @@ def test_a_missing_export_module_names_the_extra_before_any_work(
     assert not out.exists()
 
 
+def test_export_says_what_it_checked_on_and_records_no_local_paths(
+    tiny_model_path, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("KERAS_RESUNET_DATA", str(tmp_path / "no-data"))  # no data root
+    out = tmp_path / "o"
+    assert (
+        main(["export", "--model", str(tiny_model_path), "--out", str(out), "--formats", "onnx"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "checks and int8 calibration on scikit-image samples" in printed
+    assert "warning: no --representative-data" in printed
+    for sidecar in out.glob("*.json"):
+        text = sidecar.read_text()
+        assert str(tmp_path) not in text and str(tiny_model_path.parent) not in text, sidecar
+        assert json.loads(text)["check_images"].startswith("scikit-image samples")
+
+
 def test_parse_size():
     assert parse_size("256x320") == (256, 320)
 

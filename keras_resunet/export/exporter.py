@@ -181,7 +181,9 @@ def check_tools(formats):
             raise ModuleNotFoundError(f"exporting needs the `{name}` module", name=name)
 
 
-def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), log=print):
+def export_model(
+    model_path, out_dir, options=ExportOptions(), check_images=(), log=print, check_source=""
+):
     """Exports, verifies and describes every requested artifact.
 
     Args:
@@ -191,6 +193,7 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
         options: `ExportOptions`.
         check_images: clean float32 (H, W, C) images in [0, 1] for the real-image checks, the
             PSNR report and the int8 calibration (required for int8).
+        check_source: where `check_images` came from, recorded in the report and sidecars.
         log: where progress lines go.
 
     Returns:
@@ -241,7 +244,9 @@ def export_model(model_path, out_dir, options=ExportOptions(), check_images=(), 
             reference = references[artifact.noise_band and tuple(artifact.noise_band)]
             artifact.checks = _verify(artifact, scratch, reference, options, log)
         report = {
-            "source_model": str(model_path),
+            # the file's name, not where it lay on the exporting machine
+            "source_model": Path(model_path).name,
+            "check_images": check_source,
             "source_sha256": _sha256(model_path),
             "tools": {tool: _version(tool) for tool in _TOOLS},
             "float_tolerance": codec.tolerance,
