@@ -56,7 +56,11 @@ def test_sigma_power_draws_low_levels_more_often_and_one_keeps_the_uniform_draw(
 
 def test_single_image_and_batch_agree_in_shape():
     image = smooth_image(20, 30)
-    assert deg.GaussianNoise(0.1)(image, SEED).shape == (20, 30, 3)
+    single = np.asarray(deg.GaussianNoise(0.1)(image, SEED))
+    batch = np.asarray(deg.GaussianNoise(0.1)(np.stack([image, image]), SEED))
+    assert single.shape == (20, 30, 3) and batch.shape == (2, 20, 30, 3)
+    # one image is a batch of one: the same noise as the batch's first image
+    np.testing.assert_allclose(single, batch[0], atol=1e-6)
 
 
 @pytest.mark.parametrize(

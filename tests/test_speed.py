@@ -12,7 +12,12 @@ def test_measure_throughput_reports_patches_per_second():
     row = measure_throughput(
         "unet", IMAGES, batch_size=4, patch_size=16, steps=3, warmup=2, jit_compile=False, **TINY
     )
-    assert row["patches_per_second"] > 0 and row["parameters"] > 0
+    from keras_resunet.models import build_model
+
+    assert row["parameters"] == build_model("unet", **TINY).count_params()
+    # a tiny UNet on 16x16 patches: between one patch a second and a million
+    assert 1 < row["patches_per_second"] < 1e6
+    assert (row["batch_size"], row["patch_size"]) == (4, 16)
     row = measure_throughput(
         "unet",
         IMAGES,

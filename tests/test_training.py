@@ -698,3 +698,38 @@ def test_resume_with_more_steps_from_the_command_line_is_not_refused_over_checkp
     assert json.loads((tmp_path / "run" / "progress.json").read_text())["steps"] == 50
     # an explicit interval that the 50 steps done miss is refused
     assert main([*args, "--resume", "--set", "steps=60", "--set", "checkpoint_every=20"]) == 1
+
+
+def _take_lock(folder, barrier, results):
+    from keras_resunet.training.run_folder import RunLock
+
+    barrier.wait()
+    try:
+        with RunLock(folder):
+            results.put("took")
+            time.sleep(0.5)
+    except TrainingError:
+        results.put("refused")
+
+
+def test_of_several_starts_at_once_exactly_one_takes_the_run(tmp_path):
+    import multiprocessing
+
+    from keras_resunet.training.run_folder import RunLock
+
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(6), context.Queue()
+    workers = [
+        context.Process(target=_take_lock, args=(tmp_path, barrier, results)) for _ in range(6)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    outcomes = sorted(results.get(timeout=5) for _ in workers)
+    assert outcomes == ["refused"] * 5 + ["took"]
+    assert not (tmp_path / ".lock").exists()
+    # a lock file still being written (empty) belongs to someone
+    (tmp_path / ".lock").write_text("")
+    with pytest.raises(TrainingError, match="another process"):
+        RunLock(tmp_path).__enter__()

@@ -45,14 +45,26 @@ class RunLock:
         self.path = Path(out_dir) / ".lock"
 
     def __enter__(self):
-        try:
-            owner = int(self.path.read_text())
-        except (OSError, ValueError):
-            owner = None
-        if owner and owner != os.getpid() and _process_alive(owner):
-            raise TrainingError(f"{self.path.parent} is being trained by process {owner}")
-        self.path.write_text(str(os.getpid()))
-        return self
+        # create-if-absent is atomic: of two starts at once, exactly one makes the file
+        for _ in range(2):
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner = int(self.path.read_text())
+                except (OSError, ValueError):
+                    owner = None  # being written this instant, or left empty: someone holds it
+                if owner == os.getpid():
+                    return self
+                if owner is None or _process_alive(owner):
+                    who = f"process {owner}" if owner else "another process"
+                    raise TrainingError(f"{self.path.parent} is being trained by {who}") from None
+                self.path.unlink(missing_ok=True)  # left by a dead process: take it over
+                continue
+            with os.fdopen(handle, "w") as lock:
+                lock.write(str(os.getpid()))
+            return self
+        raise TrainingError(f"{self.path.parent}: could not take its lock {self.path}")
 
     def __exit__(self, *exc):
         self.path.unlink(missing_ok=True)
