@@ -64,9 +64,16 @@ def check_image_model(builder, tmp_path, **kwargs):
 
     model = builder(in_channels=3, **kwargs)
     x = np.random.default_rng(1).random((2, 37, 53, 3), dtype=np.float32)
-    # config round trip rebuilds an identically shaped model
+    # config round trip rebuilds the same model: every layer's config, field by field (a
+    # constructor argument lost from get_config shows up here, not only in the parameter count)
     clone = keras.Model.from_config(model.get_config())
     assert clone.count_params() == model.count_params()
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+    for original, rebuilt in zip(model.layers, clone.layers):
+        assert rebuilt.get_config() == original.get_config(), original.name
+    # and computes the same: an argument a layer's get_config forgets rebuilds it differently
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(x), model(x), atol=1e-6)
     # save / load gives identical outputs
     path = tmp_path / f"{model.name}.keras"
     model.save(path)

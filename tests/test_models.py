@@ -56,6 +56,23 @@ def test_resunet_options_build_and_run(options):
     model = build_resunet(**{**TINY, **options})
     assert model(np.zeros((1, 21, 19, 3), np.float32)).shape == (1, 21, 19, 3)
 
+    # each option takes effect: the graph (layer configs, parameters) or, for the global residual,
+    # the output of a network whose last conv is zero (the input itself, or zero)
+    def signature(built):
+        configs = [{**layer.get_config(), "name": None} for layer in built.layers]
+        return built.count_params(), sorted(map(repr, configs))
+
+    default = build_resunet(**TINY)
+    if options == {"global_residual": False}:
+        x = np.random.default_rng(0).random((1, 21, 19, 3), np.float32)
+        for built in (model, default):
+            last = built.get_layer("resunet_out_conv")
+            last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+        np.testing.assert_allclose(default(x), x, atol=1e-6)
+        np.testing.assert_allclose(model(x), 0, atol=1e-6)
+    else:
+        assert signature(model) != signature(default)
+
 
 def test_unet_options_and_blocks_per_level_change_parameters():
     assert build_unet(**TINY, skip_join="add").count_params() < build_unet(**TINY).count_params()
