@@ -2,6 +2,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -142,6 +143,30 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert "loss MSE, through simulated int8 rounding (quantization-aware" in card
+    # a run that kept a best-validation checkpoint ships it, with its own budget and scores
+    import keras
+
+    from keras_resunet.models import build_resunet
+
+    (bf16_run / "config.json").write_text(
+        json.dumps({**config, "train_data": ["a", {"folder": "b"}], "val_data": "val"})
+    )
+    best = build_resunet(**config["model_args"])
+    best.save(bf16_run / "best.keras")
+    (bf16_run / "best.json").write_text(
+        json.dumps({"steps": 10, "train_seconds": 3.0, "val_psnr": 30.5})
+    )
+    pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
+    card = (tmp_path / "models" / "resunet-denoise.md").read_text()
+    assert (
+        "Checkpoint: the best of the run on `val` (validation crops, seeded noise): step 10 "
+        in card
+    )
+    assert "PSNR 30.50 dB" in card and "Training data: a + b (" in card
+    assert json.loads((tmp_path / "models" / "resunet-denoise.json").read_text())["steps"] == 10
+    shipped = keras.models.load_model(tmp_path / "models" / "resunet-denoise.keras", compile=False)
+    x = np.random.default_rng(0).random((1, 16, 16, 3), np.float32)
+    np.testing.assert_allclose(shipped(x), best(x), atol=1e-6)
     # and a noise-map run says how its noise levels were drawn
     noise_map = {**config, "model_args": {"noise_level_map": True}, "sigma_range": [0.0, 0.3]}
     (bf16_run / "config.json").write_text(json.dumps({**noise_map, "sigma_power": 2.0}))
