@@ -34,6 +34,17 @@ def run_script(name, function, args):
     return 0
 
 
+def run_timed(name, function, args):
+    """`run_script`, then the script's wall time on stdout; returns the exit status."""
+    import time
+
+    start = time.perf_counter()
+    if run_script(name, function, args):
+        return 1
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def options_from(args):
     """(RunOptions, results folder) from parsed common arguments."""
     budget = Budget(quick=args.quick)

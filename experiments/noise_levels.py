@@ -17,7 +17,6 @@ Writes results/noise_levels/{summary.json, README.md, psnr_vs_sigma.png}.
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -435,11 +434,7 @@ def main(argv=None):
     parser.add_argument("--out", default="results/noise_levels")
     parser.add_argument("--quick", action="store_true", help="3 images, 3 levels, no classical")
     args = parser.parse_args(argv)
-    start = time.time()
-    if common.run_script("noise_levels", run, args):
-        return 1
-    print(f"done in {time.time() - start:.0f} s")
-    return 0
+    return common.run_timed("noise_levels", run, args)
 
 
 if __name__ == "__main__":

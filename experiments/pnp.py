@@ -353,11 +353,7 @@ def main(argv=None):
     parser.add_argument("--out", default="results/pnp")
     parser.add_argument("--quick", action="store_true", help="one photo, two kernels")
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    if common.run_script("pnp", run, args):
-        return 1
-    print(f"done in {time.perf_counter() - start:.0f} s")
-    return 0
+    return common.run_timed("pnp", run, args)
 
 
 if __name__ == "__main__":
