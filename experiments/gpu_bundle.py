@@ -81,10 +81,15 @@ def build(out, config, data_root, python_version, wheels=True, log=print):
     if out.exists():
         raise FileExistsError(f"{out} exists: name a new folder")
     train_config = TrainConfig.from_yaml(config)
-    images = Path(train_config.train_data)
-    source_images = images if images.is_absolute() else data.resolve_data_root(data_root) / images
-    if not source_images.is_dir():
-        raise FileNotFoundError(f"training images not found: {source_images}")
+    # every image folder the run reads: its training folders and its validation folder
+    folders = [Path(source.folder) for source in data.parse_sources(train_config.train_data)]
+    folders += [Path(train_config.val_data)] if train_config.val_data else []
+    sources = {}
+    for images in folders:
+        found = images if images.is_absolute() else data.resolve_data_root(data_root) / images
+        if not found.is_dir():
+            raise FileNotFoundError(f"training images not found: {found}")
+        sources[images] = found
     scratch = out.with_name(f".{out.name}.partial")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
@@ -99,11 +104,22 @@ def build(out, config, data_root, python_version, wheels=True, log=print):
                     raise FileNotFoundError(f"`init_from` file not found: {ROOT / path}")
                 (project / path.parent).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / path, project / path)
-        target_images = scratch / "data" / (images.name if images.is_absolute() else images)
-        shutil.copytree(source_images, target_images)
-        if images.is_absolute():  # the bundle's config reads the copy
+        for images, found in sources.items():
+            target = scratch / "data" / (images.name if images.is_absolute() else images)
+            shutil.copytree(found, target)
+        if any(images.is_absolute() for images in sources):  # the bundle's config reads copies
             values = yaml.safe_load(config.read_text())
-            values["train_data"] = images.name
+            rename = lambda folder: Path(folder).name if Path(folder).is_absolute() else folder
+            entries = values["train_data"]
+            if isinstance(entries, str):
+                values["train_data"] = rename(entries)
+            else:
+                values["train_data"] = [
+                    {**e, "folder": rename(e["folder"])} if isinstance(e, dict) else rename(e)
+                    for e in entries
+                ]
+            if values.get("val_data"):
+                values["val_data"] = rename(values["val_data"])
             (project / "experiments" / "configs" / config.name).write_text(yaml.safe_dump(values))
         if wheels:
             log(f"downloading {len(WHEELS)} wheels for Python {python_version} ...")

@@ -13,11 +13,13 @@ from tests.conftest import smooth_image
 
 @pytest.fixture
 def data_root(tmp_path):
-    folder = tmp_path / "data" / "BSDS300" / "images" / "train"
-    folder.mkdir(parents=True)
-    for index in range(3):
-        image = np.round(smooth_image(48, 48, seed=index) * 255).astype(np.uint8)
-        Image.fromarray(image).save(folder / f"{index}.png")
+    # every folder the campaign config reads: its training folders and its validation folder
+    for name in ("BSDS300/images/train", "Photos1k/train/a", "Photos1k/val/b"):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        for index in range(3):
+            image = np.round(smooth_image(48, 48, seed=index) * 255).astype(np.uint8)
+            Image.fromarray(image).save(folder / f"{index}.png")
     return tmp_path / "data"
 
 
