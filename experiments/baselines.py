@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from experiments import common
-from keras_resunet import degradations, experiment
+from keras_resunet import datasets, degradations, provenance
 from keras_resunet.baselines import make_classical
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -51,26 +51,27 @@ def run(args):
     if unknown:
         raise ValueError(f"Unknown methods {unknown}. Valid: {[*CLASSICAL, *learned]}")
     if args.gray:
-        test_sets = experiment.load_test_sets(experiment.GRAY_TEST_SETS, options, gray=True)
+        test_sets = common.load_test_sets(datasets.GRAY_TEST_SETS, options, gray=True)
         folder, sigma = out / "gray_denoise", 25 / 255
     else:
-        test_sets = experiment.load_test_sets(experiment.COLOR_TEST_SETS, options)
+        test_sets = common.load_test_sets(datasets.COLOR_TEST_SETS, options)
         folder, sigma = out / task, 0.1
-    kernel = degradations.task_kernel(task)
-    made = experiment.provenance()
+    degradation = degradations.make_degradation(task, sigma=sigma)
+    kernel = degradations.blur_kernel(degradation)
+    made = provenance.record_fields()
     records, denoisers = [], {}
     cache = Path(options.runs) / ("quick" if options.budget.quick else "") / "cache"
     for method in methods:
         if method in CLASSICAL:
             denoiser = make_classical(method, sigma, kernel=kernel, cache=cache / method)
             print(f"{method}: evaluating (cache {cache / method})")
-            found = experiment.evaluate_on(
-                denoiser, method, task, sigma, test_sets, kernel, made, notes=denoiser.settings()
+            found = common.evaluate_on(
+                denoiser, method, degradation, test_sets, made, notes=denoiser.settings()
             )
             denoisers[method.upper()] = denoiser
         else:
             name = f"{method}_gray25" if args.gray else f"{method}_{task}"
-            found, denoisers[method] = experiment.learned_method(
+            found, denoisers[method] = common.learned_method(
                 method, CONFIGS / f"{name}.yaml", test_sets, options, made
             )
         records += found
@@ -85,7 +86,7 @@ def run(args):
             figure[title] = make_classical(method, sigma, kernel=kernel, cache=cache / method)
         else:
             name = f"{method}_gray25" if args.gray else f"{method}_{task}"
-            found = experiment.finished_denoiser(method, CONFIGS / f"{name}.yaml", options)
+            found = common.finished_denoiser(method, CONFIGS / f"{name}.yaml", options)
             if found is None:
                 absent.append(method)
             else:

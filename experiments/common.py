@@ -1,18 +1,235 @@
-"""What the experiment scripts share beyond the library: their common arguments, the error
-handling of a script's body, and the results README of a task (prose, table, figure)."""
+"""What the experiment scripts share: their common arguments and error handling, training a
+config's run if needed, evaluating any denoiser on the standard test sets, turning the outcome
+into result records, and the results README of a task (prose, table, figure).
+
+The scripts list their methods and call these functions; `--quick` shrinks every budget (steps,
+widths, test images) so the whole pipeline runs in minutes.
+"""
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from keras_resunet import degradations, results
-from keras_resunet.experiment import (
-    Budget,
-    Identity,
-    RunOptions,
-    degrade_one,
-    evaluate_on,
-    figure_panels,
-)
+import numpy as np
+
+from keras_resunet import data, datasets, degradations, evaluation, results, training
+from keras_resunet.inference import Denoiser, restore_image
+from keras_resunet.training.run_folder import training_budget
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much to spend. `quick` trains a few steps of narrow models on patches of at most
+    32x32 (small enough for any demo image) and evaluates a few test images."""
+
+    quick: bool = False
+    quick_steps: int = 20
+    quick_images: int = 3
+
+    def config(self, config):
+        if not self.quick:
+            return config
+        values = config.to_dict()
+        values.update(
+            steps=self.quick_steps,
+            checkpoint_every=self.quick_steps // 2,
+            batch_size=8,
+            patch_size=min(config.patch_size, 32),
+            model_args={**values["model_args"], **_narrow(config.model)},
+        )
+        return training.TrainConfig.from_dict(values)
+
+    @property
+    def image_limit(self):
+        return self.quick_images if self.quick else None
+
+
+def _narrow(model):
+    return {"dncnn": {"depth": 5, "filters": 8}}.get(model, {"base_filters": 4})
+
+
+def perceptual_weights_problem(config):
+    """None if the config's VGG weights can be had, else why not (e.g. no internet here).
+
+    Weights None mean a random VGG: allowed in tests, never reported as the perceptual result.
+    """
+    if not config.beta:
+        return None
+    weights = config.perceptual.get("weights")
+    if weights is None:
+        return "not run: random VGG weights are not the perceptual loss"
+    from keras_resunet.losses import build_feature_extractor
+
+    try:
+        build_feature_extractor(config.perceptual.get("backbone", "vgg19"), weights=weights)
+    except Exception:  # noqa: BLE001  a download failure has no common type
+        return "not run: no ImageNet weights on this machine (download failed)"
+    return None
+
+
+def train_if_needed(config, run_dir, data_root=None, log=print):
+    """Trains (or resumes, or just reloads) the run for `config` in `run_dir`.
+
+    Returns:
+        (model, progress): the trained Keras model and {"steps", "train_seconds"}.
+    """
+    if data_root is not None:
+        config = training.TrainConfig.from_dict({**config.to_dict(), "data_root": str(data_root)})
+    model = training.train(config, run_dir, log=log)
+    return model, training.read_progress(run_dir)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where runs live and how much to do: shared by every experiment script."""
+
+    runs: str = "runs"
+    data_root: str | None = None
+    budget: Budget = Budget()
+    skip_training: bool = False
+
+
+def load_test_sets(names, options, gray=False):
+    """{name: (images, names)}; a missing set fails here, before any training."""
+    limit = options.budget.image_limit
+    return {
+        name: datasets.load_test_set(name, options.data_root, limit=limit, gray=gray)
+        for name in names
+    }
+
+
+def learned_method(method, config_path, test_sets, options, made, log=print, ensemble=False):
+    """Trains (or resumes / reloads) one config's run and evaluates it on `test_sets`
+    (with `ensemble`, through the 8-fold flip/rotation self-ensemble).
+
+    Returns:
+        (records, denoiser): one record per test set, and the trained model as a `Denoiser`
+        (None when the method could not run; its records then say why).
+    """
+    from keras_resunet.denoisers import KerasDenoiser, SelfEnsemble
+
+    config = options.budget.config(training.TrainConfig.from_yaml(config_path))
+    run_dir = run_dir_for(options.runs, config_path, options.budget.quick)
+    problem = perceptual_weights_problem(config)
+    if problem is None and options.skip_training and not (run_dir / "model.keras").is_file():
+        problem = "not run: training not finished"
+    if problem:
+        log(f"{method}: {problem}")
+        records = [
+            results.Record(method, config.task, name, config.sigma, status=problem, **made)
+            for name in test_sets
+        ]
+        return records, None
+    log(f"{method}: training / resuming {run_dir} ({config.steps} steps)")
+    model, _ = train_if_needed(config, run_dir, options.data_root, log=log)
+    # a warm-started run's model took the steps of the model it started from as well
+    budget = training_budget(run_dir)
+    denoiser = KerasDenoiser(model, name=method)
+    notes = {"config": f"experiments/configs/{Path(config_path).name}", "run": str(run_dir)}
+    if config.precision != "float32":
+        notes["precision"] = config.precision
+    if ensemble:
+        denoiser = SelfEnsemble(denoiser)
+        notes["self_ensemble"] = "mean over the 8 flips/rotations of the input"
+    records = evaluate_on(
+        denoiser,
+        method,
+        degradations.make_degradation(config.task, sigma=config.sigma, kernel=config.kernel),
+        test_sets,
+        provenance=made,
+        params=model.count_params(),
+        train_steps=budget["steps"] or config.steps,
+        train_seconds=budget["train_seconds"] or None,
+        notes=notes,
+    )
+    for record in records:
+        log(f"  {record.dataset}: PSNR {record.psnr:.2f} dB, SSIM {record.ssim:.4f}")
+    return records, denoiser
+
+
+def finished_denoiser(method, config_path, options):
+    """The finished run of `config_path` as a denoiser, or None while it is not finished: lets
+    a figure show every method that has a model, not only those a call evaluated."""
+    from keras_resunet.denoisers import KerasDenoiser, load_model
+
+    path = run_dir_for(options.runs, config_path, options.budget.quick) / "model.keras"
+    if not path.is_file():
+        return None
+    return KerasDenoiser(load_model(path), name=method)
+
+
+class Identity(Denoiser):
+    """Returns its input: the "degraded input" row every table carries."""
+
+    def __init__(self):
+        super().__init__("degraded input")
+
+    def __call__(self, images):
+        return images
+
+
+def evaluate_on(denoiser, method, degradation, test_sets, provenance=None, **extra):
+    """Evaluates `denoiser` on each loaded test set; returns one record per set.
+
+    Args:
+        denoiser: a `Denoiser`.
+        method: the name in the table.
+        degradation: what the test images get (`degradations.make_degradation`).
+        test_sets: {name: (images, names)}.
+        provenance: dict of Record fields (command, commit, machine, time).
+        extra: more Record fields (params, train_steps, train_seconds, notes).
+    """
+    task, sigma = degradations.task_of(degradation), degradations.noise_level(degradation)
+    records = []
+    for dataset, (images, names) in test_sets.items():
+        result = evaluation.evaluate_model(denoiser, images, degradation, seed=0, names=names)
+        psnrs = [image["psnr"] for image in result["images"]]
+        records.append(
+            results.Record(
+                method=method,
+                task=task,
+                dataset=dataset,
+                sigma=sigma,
+                n_images=result["n_images"],
+                psnr=result["psnr"],
+                ssim=result["ssim"],
+                psnr_std=float(np.std(psnrs)),
+                seconds_per_megapixel=result["seconds_per_megapixel"],
+                **(provenance or {}),
+                **extra,
+            )
+        )
+    return records
+
+
+def degrade_one(degradation, clean, seed=0):
+    """`clean` degraded exactly as image 0 of an evaluation set with `seed`."""
+    degraded, _ = data.evaluation_pairs([clean], degradation, seed)
+    return degraded[0]
+
+
+def figure_panels(clean, degraded, restorers):
+    """Panels for `results.make_figure`: ground truth, degraded, then each restorer's output
+    with its PSNR. `restorers` maps a title to a `Denoiser` or to None (drawn as not run)."""
+    from keras_resunet import metrics
+
+    panels = [
+        ("ground truth", clean),
+        (f"degraded {float(metrics.psnr(degraded, clean)):.2f} dB", degraded),
+    ]
+    for title, denoiser in restorers.items():
+        if denoiser is None:
+            panels.append((f"{title}: not run", None))
+            continue
+        restored = restore_image(denoiser, degraded)
+        panels.append((f"{title} {float(metrics.psnr(restored, clean)):.2f} dB", restored))
+    return panels
+
+
+def run_dir_for(runs, config_path, quick):
+    """runs/<config name>, or runs/quick/<config name> for the quick budget (never mixed)."""
+    name = Path(config_path).stem
+    return Path(runs) / ("quick" if quick else "") / name
 
 
 def add_common_arguments(parser):
@@ -87,10 +304,8 @@ def write_task_results(out, task, test_sets, records, made, denoisers, figure_na
     of them has results in the table, an existing figure is kept rather than redrawn without it.
     """
     sample = next(r for r in records)
-    kernel = degradations.task_kernel(task)
-    records = records + evaluate_on(
-        Identity(), "degraded input", task, sample.sigma, test_sets, kernel, made
-    )
+    degradation = degradations.make_degradation(task, sigma=sample.sigma)
+    records = records + evaluate_on(Identity(), "degraded input", degradation, test_sets, made)
     all_records = results.update_records(Path(out) / "summary.json", records)
     gray = "BSDS300" not in test_sets
     intro = (GRAY_INTRO if gray else INTRO).format(task=task, sigma=sample.sigma)
@@ -110,7 +325,6 @@ def write_task_results(out, task, test_sets, records, made, denoisers, figure_na
         if "BSDS300" in test_sets
         else next(iter(test_sets.values()))[0][0]
     )
-    degradation = degradations.make_degradation(task, sigma=sample.sigma, kernel=kernel)
     degraded = degrade_one(degradation, clean)
     panels = figure_panels(clean, degraded, denoisers)
     results.make_figure(figure_path, panels, crop=_centre_crop(clean, 192))

@@ -74,7 +74,7 @@ def build(out, config, data_root, python_version, wheels=True, log=print):
         FileNotFoundError: the config, its training images or its `init_from` model is missing.
         ValueError: the bundle would exceed 64 MiB.
     """
-    from keras_resunet import data
+    from keras_resunet import data, data_sources
     from keras_resunet.training import TrainConfig
 
     out, config = Path(out), Path(config)
@@ -86,7 +86,9 @@ def build(out, config, data_root, python_version, wheels=True, log=print):
     folders += [Path(train_config.val_data)] if train_config.val_data else []
     sources = {}
     for images in folders:
-        found = images if images.is_absolute() else data.resolve_data_root(data_root) / images
+        found = (
+            images if images.is_absolute() else data_sources.resolve_data_root(data_root) / images
+        )
         if not found.is_dir():
             raise FileNotFoundError(f"training images not found: {found}")
         sources[images] = found

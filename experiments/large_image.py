@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from keras_resunet.io import write_text_atomically
-from keras_resunet.results import machine_description
+from keras_resunet.provenance import command_line, machine_description
 
 CHILD = """
 import resource, sys, time, numpy as np
@@ -71,7 +71,7 @@ def main(argv=None):
         rows.append(measure(spec, height, width, tile))
         print(rows[-1])
     report = {
-        "command": " ".join(["python -m experiments.large_image", *(argv or sys.argv[1:])]),
+        "command": command_line("experiments.large_image", argv),
         "model": spec,
         "image": f"{width}x{height} RGB, random pixels",
         "overlap": 32,

@@ -22,9 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from experiments import common
-from keras_resunet import data, degradations, evaluation, experiment, results
+from keras_resunet import (
+    data_sources,
+    datasets,
+    degradations,
+    evaluation,
+    provenance,
+    results,
+)
 from keras_resunet.inference import load_denoiser
 from keras_resunet.io import write_text_atomically
+from keras_resunet.training.run_folder import training_budget
 
 SIGMAS_255 = (5, 10, 15, 25, 35, 50, 75)
 VALIDATION = "Photos1k/val"
@@ -64,7 +72,7 @@ def classical_scores(cache_path, method, sigma_255, images, names, log):
     missing = [i for i, name in enumerate(names) if name not in stored]
     if missing:
         log(f"  {method} at {sigma_255}/255 on {len(missing)} images ...")
-        denoiser = load_denoiser(method, sigma=sigma_255 / 255)
+        denoiser = load_denoiser(method, degradations.GaussianNoise(sigma=sigma_255 / 255))
         # each image keeps the noise of its place in the test set (its seed is its index)
         result = _evaluate(
             denoiser,
@@ -84,12 +92,12 @@ def run(args, log=print):
     limit = 3 if args.quick else None
     sigmas = CLASSICAL_SIGMAS_255 if args.quick else SIGMAS_255
     test_sets = {
-        name: experiment.load_test_set(name, args.data_root, limit=limit)
+        name: datasets.load_test_set(name, args.data_root, limit=limit)
         for name in ("CBSD68", "BSDS300")
     }
     # held-out photos from other collections: reported beside the test sets, where present
-    if (data.resolve_data_root(args.data_root) / VALIDATION).is_dir():
-        test_sets[VALIDATION] = experiment.load_test_set(VALIDATION, args.data_root, limit=limit)
+    if (data_sources.resolve_data_root(args.data_root) / VALIDATION).is_dir():
+        test_sets[VALIDATION] = datasets.load_test_set(VALIDATION, args.data_root, limit=limit)
     model = load_denoiser(args.model)
     if not model.takes_sigma:
         raise ValueError(f"{args.model} has no noise-level input: not a noise-level-map model")
@@ -139,9 +147,19 @@ def run(args, log=print):
                 out / "classical.json", method, sigma_255, subset_images, subset_names, log
             )
             classical[f"{method}@{sigma_255}"] = round(float(np.mean(scores)), 3)
+    previous = {}
+    if args.previous and VALIDATION in test_sets:
+        # the model this one would replace, on the photos that choose what ships
+        earlier = load_denoiser(args.previous)
+        images, names = test_sets[VALIDATION]
+        for sigma_255 in sigmas:
+            log(f"{args.previous} on {VALIDATION} sigma {sigma_255}/255")
+            result = _evaluate(earlier, images, names, sigma_255 / 255)
+            previous[f"{VALIDATION}@{sigma_255}"] = _summary(result)
     summary = {
         "model": str(args.model),
         "training": training_record(args.model),
+        "previous": {"model": str(args.previous), "known_sigma": previous} if previous else None,
         "reference": str(args.reference),
         "sigmas_255": list(sigmas),
         "known_sigma": rows,
@@ -149,7 +167,7 @@ def run(args, log=print):
         "sigma_mismatch_cbsd68": mismatch,
         "classical_cbsd68_first_images": {"images": count, **classical},
         "published_cbsd68": PUBLISHED,
-        **experiment.provenance(),
+        **provenance.record_fields(),
     }
     write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot(summary, out / "psnr_vs_sigma.png")
@@ -165,8 +183,7 @@ def training_record(model):
 
     path = Path(model)
     if path.name in ("model.keras", "best.keras") and (path.parent / "progress.json").is_file():
-        config = json.loads((path.parent / "config.json").read_text())
-        return pretrained.training_budget(path.parent, config, best=path.name == "best.keras")
+        return training_budget(path.parent, best=path.name == "best.keras")
     if model in pretrained.PRETRAINED:
         found = pretrained.locate(model)
         record = found.with_suffix(".json") if found else None
@@ -322,22 +339,38 @@ def plot(summary, path):
     )
 
 
+def _previous_text(summary):
+    previous = summary.get("previous")
+    if not previous:
+        return ""
+    return (
+        f'"previous model": `{previous["model"]}`, the model this one replaces, on the same '
+        f"{VALIDATION} inputs.\n\n"
+    )
+
+
 def readme(summary):
     rows = summary["known_sigma"]
     sigmas = summary["sigmas_255"]
     validation = f"{VALIDATION}@{sigmas[0]}" in rows["noise_map"]
+    previous = (summary.get("previous") or {}).get("known_sigma", {})
     table = [
         (
             "| sigma (/255) | noise-map ResUNet CBSD68 | BSDS300 test "
             + (f"| {VALIDATION} " if validation else "")
+            + (f"| {VALIDATION}, previous model " if previous else "")
             + "| sigma-0.1 ResUNet CBSD68 "
             "| CBM3D (published) | FFDNet (published) | DRUNet (published) |"
         ),
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if validation else ""),
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        + (" ---: |" if validation else "")
+        + (" ---: |" if previous else ""),
     ]
     for s in sigmas:
         published = [PUBLISHED[m].get(s) for m in ("CBM3D", "FFDNet", "DRUNet")]
         extra = f"| {rows['noise_map'][f'{VALIDATION}@{s}']['psnr']:.2f} " if validation else ""
+        if previous:
+            extra += f"| {previous[f'{VALIDATION}@{s}']['psnr']:.2f} "
         table.append(
             f"| {s} | {rows['noise_map'][f'CBSD68@{s}']['psnr']:.2f} "
             f"| {rows['noise_map'][f'BSDS300@{s}']['psnr']:.2f} {extra}"
@@ -394,7 +427,7 @@ Published numbers are copied from their papers (CBSD68, their own noise draws), 
 
 ## PSNR against sigma (known sigma)
 
-{chr(10).join(table)}
+{_previous_text(summary)}{chr(10).join(table)}
 
 ![PSNR against sigma](psnr_vs_sigma.png)
 
@@ -429,6 +462,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="runs/resunet_noise_map/model.keras")
     parser.add_argument("--reference", default="resunet-strong-denoise")
+    parser.add_argument(
+        "--previous", help="the model this one would replace: also scored on Photos1k/val"
+    )
     parser.add_argument("--classical-images", type=int, default=10)
     parser.add_argument("--data-root")
     parser.add_argument("--out", default="results/noise_levels")

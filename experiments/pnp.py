@@ -3,6 +3,8 @@
     python -m experiments.pnp [--parts deblur,home,sr,iterations] [--cbsd68-images 10]
         [--bm3d-images 3] [--home-images 20] [--quick]
 
+Each run may measure some parts (and sets) only; the others keep their results in summary.json.
+
 - deblur: DPIR's colour deblurring protocol. Each photo is blurred circularly by each kernel (the
   8 Levin et al. camera-shake kernels, the 12-kernel Gaussian / motion set) and Gaussian noise of
   sigma 2.55/255 or 7.65/255 is added (seed: photo, kernel, level); PSNR of the clipped output on
@@ -15,7 +17,8 @@
   seeded evaluation) on the first `--home-images` photos of BSDS300 test and CBSD68.
 - sr: x2 and x4 super-resolution of the bicubic degradation (`pnp.bicubic_kernel`, then every
   scale-th pixel), noise-free and at 2.55/255, against bicubic interpolation.
-- iterations: PSNR and time against the iteration count (Set3C, Levin kernels, 2.55/255).
+- iterations: PSNR and time against the iteration count, on validation photos (Photos1k/val
+  crops; never a test set), Levin kernels, 2.55/255.
 
 Writes results/pnp/{summary.json, README.md, deblur.png}.
 """
@@ -29,7 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from experiments import common
-from keras_resunet import data, degradations, evaluation, experiment, metrics, pnp, results
+from keras_resunet import (
+    data,
+    data_sources,
+    datasets,
+    degradations,
+    evaluation,
+    metrics,
+    pnp,
+    provenance,
+    results,
+)
 from keras_resunet.baselines import BM3DDenoiser, wiener_deconvolve
 from keras_resunet.inference import load_denoiser, restore_image
 from keras_resunet.io import write_text_atomically
@@ -38,6 +51,7 @@ from keras_resunet.operators import BlurOperator
 NOISES_255 = (2.55, 7.65)
 DENOISER = "resunet-noise-map"
 DEDICATED = "resunet-strong-deblur-denoise"
+KERNEL_COUNTS = {"levin": 8, "kernels12": 12}
 
 
 def kernel_sets(root):
@@ -53,7 +67,7 @@ def load_set(name, root, limit):
     if name == "Set3C":
         images, paths = data.load_images(root / "Set3C", limit=limit)
         return images, [p.name for p in paths]
-    return experiment.load_test_set(name, root, limit=limit)
+    return datasets.load_test_set(name, root, limit=limit)
 
 
 def wiener(observed, kernel, sigma):
@@ -108,6 +122,7 @@ def deblur(args, root, denoiser, dedicated, log):
                                 if output is None
                                 else float(metrics.psnr(np.clip(output, 0, 1), clean))
                             )
+                scores["kernels"] = len(kernel_list)  # the lists run kernel by kernel
                 rows[set_name][kernel_set][f"{noise_255}"] = scores
                 log(
                     f"{set_name} {kernel_set} {noise_255}/255: pnp "
@@ -118,14 +133,14 @@ def deblur(args, root, denoiser, dedicated, log):
 
 def home(args, root, denoiser, dedicated, log):
     """The dedicated model's protocol: {set: {method: mean PSNR}}."""
-    kernel = degradations.task_kernel("deblur_denoise")
-    degradation = degradations.make_degradation("deblur_denoise", sigma=0.1, kernel=kernel)
+    degradation = degradations.make_degradation("deblur_denoise", sigma=0.1)
+    kernel = degradations.blur_kernel(degradation)
     solver = pnp.PlugAndPlay(
         denoiser, BlurOperator(kernel), 0.1, pnp.Schedule(args.iterations), boundary="circular"
     )
     found = {}
     for name in ("BSDS300", "CBSD68"):
-        images, names = experiment.load_test_set(
+        images, names = datasets.load_test_set(
             name, root, limit=2 if args.quick else args.home_images
         )
         found[name] = {"images": len(images)}
@@ -169,9 +184,28 @@ def super_resolution(args, root, denoiser, log):
     return found
 
 
+SWEEP_PHOTOS, SWEEP_CROP = 6, 256
+
+
+def sweep_images(root, quick):
+    """The photos the iteration count is chosen on: validation photos, never a test set
+    (every 14th of Photos1k/val, 256x256 centre crops, as large as Set3C's)."""
+    images, names = datasets.load_test_set("Photos1k/val", root)
+    step = max(1, len(images) // SWEEP_PHOTOS)
+    picked = list(range(0, len(images), step))[: 1 if quick else SWEEP_PHOTOS]
+    crops = []
+    for index in picked:
+        image = images[index]
+        top = (image.shape[0] - SWEEP_CROP) // 2
+        left = (image.shape[1] - SWEEP_CROP) // 2
+        crops.append(image[max(top, 0) : top + SWEEP_CROP, max(left, 0) : left + SWEEP_CROP])
+    return crops, [names[i] for i in picked]
+
+
 def iteration_sweep(args, root, denoiser, log):
-    """[{"iterations", "psnr", "seconds_per_image"}] on Set3C with the Levin kernels."""
-    images, _ = load_set("Set3C", root, 1 if args.quick else None)
+    """{"data", "rows": [{"iterations", "psnr", "seconds_per_image"}]} on validation crops
+    with the Levin kernels at 2.55/255."""
+    images, names = sweep_images(root, args.quick)
     kernels = kernel_sets(root)["levin"][: 2 if args.quick else None]
     sigma = NOISES_255[0] / 255
     found = []
@@ -189,7 +223,8 @@ def iteration_sweep(args, root, denoiser, log):
             {"iterations": count, "psnr": float(np.mean(scores)), "seconds_per_image": seconds}
         )
         log(f"{count} iterations: {found[-1]}")
-    return found
+    data = f"Photos1k/val ({', '.join(names)}), {SWEEP_CROP}x{SWEEP_CROP} centre crops"
+    return {"data": data, "rows": found}
 
 
 def figure(root, denoiser, dedicated, path):
@@ -216,7 +251,7 @@ def figure(root, denoiser, dedicated, path):
 
 
 def run(args, log=print):
-    root = data.resolve_data_root(args.data_root)
+    root = data_sources.resolve_data_root(args.data_root)
     out = Path(args.out)
     denoiser = load_denoiser(args.model)
     dedicated = load_denoiser(DEDICATED)
@@ -226,28 +261,30 @@ def run(args, log=print):
         raise ValueError(f"Unknown --parts {sorted(unknown)}: deblur, home, sr, iterations")
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    # a run may measure some parts (or sets) only: the others keep their results, and each
+    # part keeps the command, model and machine that measured it
+    made = {
+        **provenance.record_fields(args.command),
+        "model": args.model,
+        "iterations": args.iterations,
+    }
+    made_by = summary.setdefault("made", {})
     if "deblur" in parts:
         rows, seconds = deblur(args, root, denoiser, dedicated, log)
-        summary["deblur"] = {"rows": rows, "pnp_seconds_per_megapixel": seconds}
+        found = summary.setdefault("deblur", {})
+        found.setdefault("rows", {}).update(rows)
+        found["pnp_seconds_per_megapixel"] = seconds
+        made_by.update({f"deblur/{name}": made for name in rows})
     if "home" in parts:
         summary["home"] = home(args, root, denoiser, dedicated, log)
+        made_by["home"] = made
     if "sr" in parts:
         summary["sr"] = super_resolution(args, root, denoiser, log)
+        made_by["sr"] = made
     if "iterations" in parts:
         summary["iteration_sweep"] = iteration_sweep(args, root, denoiser, log)
-    summary.update(
-        {
-            "model": args.model,
-            "iterations": args.iterations,
-            "settings": {
-                "sets": args.sets,
-                "cbsd68_images": args.cbsd68_images,
-                "bm3d_images": args.bm3d_images,
-                "home_images": args.home_images,
-            },
-            **experiment.provenance(),
-        }
-    )
+        made_by["iterations"] = made
+    summary.update(made)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(summary_path, json.dumps(summary, indent=1) + "\n")
     if not args.quick:
@@ -255,6 +292,37 @@ def run(args, log=print):
     write_text_atomically(out / "README.md", readme(summary))
     log(f"wrote {out}/summary.json, README.md")
     return summary
+
+
+def kernel_margins(scores, kernels):
+    """Per kernel, plug-and-play's mean PSNR minus BM3D's over the photos BM3D ran on (the
+    score lists run kernel by kernel, photo by photo); kernels without BM3D are left out."""
+    per = len(scores["pnp"]) // kernels
+    margins = []
+    for kernel in range(kernels):
+        pairs = [
+            (p, b)
+            for p, b in zip(
+                scores["pnp"][kernel * per : (kernel + 1) * per],
+                scores["bm3d"][kernel * per : (kernel + 1) * per],
+            )
+            if b is not None
+        ]
+        if pairs:
+            margins.append(float(np.mean([p - b for p, b in pairs])))
+    return margins
+
+
+def _made(summary, prefix):
+    """{part: how it was measured} for the parts whose key starts with `prefix` (summaries
+    written before parts kept their own: the summary's own command)."""
+    found = {k: v for k, v in summary.get("made", {}).items() if k.startswith(prefix)}
+    return found or {prefix: {"command": summary["command"]}}
+
+
+def _measured_by(summary, part):
+    commands = sorted({made["command"] for made in _made(summary, part).values()})
+    return "Measured by " + ", ".join(f"`{command}`" for command in commands) + "."
 
 
 def _mean(values):
@@ -270,24 +338,36 @@ def readme(summary):
     parts = []
     if "deblur" in summary:
         table = [
-            "| set | kernels | noise (/255) | inputs | blurred | plug-and-play | BM3D deblurring (first photos) | plug-and-play, same photos | Wiener | dedicated model |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| set | kernels | noise (/255) | inputs | blurred | plug-and-play | BM3D deblurring (first photos) | plug-and-play, same photos | kernels won against BM3D (smallest margin, dB) | Wiener | dedicated model |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for set_name, by_kernels in summary["deblur"]["rows"].items():
             for kernel_set, by_noise in by_kernels.items():
                 for noise, scores in by_noise.items():
                     paired = [p for p, b in zip(scores["pnp"], scores["bm3d"]) if b is not None]
+                    margins = kernel_margins(
+                        scores, scores.get("kernels", KERNEL_COUNTS[kernel_set])
+                    )
+                    won = (
+                        f"{sum(m > 0 for m in margins)} / {len(margins)} ({min(margins):.2f})"
+                        if margins
+                        else ""
+                    )
                     table.append(
                         f"| {set_name} | {kernel_set} | {noise} | {len(scores['pnp'])} "
                         f"| {_cell(_mean(scores['degraded']))} | {_cell(_mean(scores['pnp']))} "
-                        f"| {_cell(_mean(scores['bm3d']))} | {_cell(_mean(paired))} "
+                        f"| {_cell(_mean(scores['bm3d']))} | {_cell(_mean(paired))} | {won} "
                         f"| {_cell(_mean(scores['wiener']))} | {_cell(_mean(scores['dedicated']))} |"
                     )
+
         parts.append(
             "## Deblurring\n\nCircular blur, Gaussian noise, PSNR (dB) on the whole clipped "
             "output, mean over photos and kernels. BM3D deblurring ran on the first photos of "
             "each set only (its column and the plug-and-play column beside it are the same "
-            "inputs).\n\n" + "\n".join(table) + "\n\nPlug-and-play time: "
+            "inputs); a kernel is won when plug-and-play's mean over those photos is higher. "
+            f"{_measured_by(summary, 'deblur/')}\n\n"
+            + "\n".join(table)
+            + "\n\nPlug-and-play time: "
             f"{summary['deblur']['pnp_seconds_per_megapixel']:.1f} s per megapixel.\n\n"
             "![Deblurred crops](deblur.png)\n"
         )
@@ -302,9 +382,8 @@ def readme(summary):
             )
         parts.append(
             "## The dedicated model's protocol\n\n7x7 Gaussian blur (std 1.6), noise sigma 0.1, "
-            "the project's seeded evaluation (first images of each set).\n\n"
-            + "\n".join(rows)
-            + "\n"
+            "the project's seeded evaluation (first images of each set). "
+            f"{_measured_by(summary, 'home')}\n\n" + "\n".join(rows) + "\n"
         )
     if "sr" in summary:
         rows = [
@@ -318,24 +397,28 @@ def readme(summary):
                 )
         parts.append(
             "## Super-resolution\n\nBicubic degradation (the bicubic kernel, then every scale-th "
-            "pixel), noise-free or with noise.\n\n" + "\n".join(rows) + "\n"
+            f"pixel), noise-free or with noise. {_measured_by(summary, 'sr')}\n\n"
+            + "\n".join(rows)
+            + "\n"
         )
     if "iteration_sweep" in summary:
         rows = ["| iterations | PSNR (dB) | s per image |", "| ---: | ---: | ---: |"]
+        sweep = summary["iteration_sweep"]
+        if isinstance(sweep, list):  # written before the sweep moved to validation photos
+            sweep = {"data": "Set3C", "rows": sweep}
         rows += [
             f"| {r['iterations']} | {r['psnr']:.2f} | {r['seconds_per_image']:.2f} |"
-            for r in summary["iteration_sweep"]
+            for r in sweep["rows"]
         ]
         parts.append(
-            "## Iterations\n\nSet3C, the 8 Levin kernels, noise 2.55/255.\n\n"
-            + "\n".join(rows)
-            + "\n"
+            f"## Iterations\n\n{sweep['data']}, the 8 Levin kernels, noise 2.55/255. "
+            f"{_measured_by(summary, 'iterations')}\n\n" + "\n".join(rows) + "\n"
         )
     return f"""# Plug-and-play restoration: deblurring and super-resolution
 
 `{summary["model"]}` as the prior of half-quadratic splitting (`keras_resunet.pnp`,
-{summary["iterations"]} iterations unless said), written by `{summary["command"]}` on
-{summary["machine"]}.
+{summary["iterations"]} iterations unless said), on {summary["machine"]}. Each part names the
+command that measured it; `summary.json` keeps the records.
 
 """ + "\n".join(parts)
 
@@ -353,6 +436,7 @@ def main(argv=None):
     parser.add_argument("--out", default="results/pnp")
     parser.add_argument("--quick", action="store_true", help="one photo, two kernels")
     args = parser.parse_args(argv)
+    args.command = provenance.command_line("experiments.pnp", argv)
     return common.run_timed("pnp", run, args)
 
 

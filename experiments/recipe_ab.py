@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import common
-from keras_resunet import data, degradations, evaluation, results
+from keras_resunet import data, data_sources, degradations, evaluation, provenance
 from keras_resunet.inference import load_denoiser
 from keras_resunet.io import write_text_atomically
 
@@ -58,7 +58,7 @@ def arm_steps(overrides, steps, base_patch):
 
 def validation_set(data_root=None, limit=None):
     """(images, names): BSDS300 test images that are not in CBSD68."""
-    root = data.resolve_data_root(data_root)
+    root = data_sources.resolve_data_root(data_root)
     reported = {path.stem for path in (root / "CBSD68").iterdir()}
     images, paths = data.load_images(root / "BSDS300/images/test")
     kept = [(image, path.name) for image, path in zip(images, paths) if path.stem not in reported]
@@ -93,13 +93,13 @@ def run(args):
     base = TrainConfig.from_yaml(args.config)
     runs = Path(args.runs) / (f"{args.name}_quick" if args.quick else args.name)
     record = {
-        "command": "python -m experiments.recipe_ab " + " ".join(args.argv),
+        "command": provenance.command_line("experiments.recipe_ab", args.argv),
         "config": args.config,
         "start": args.start,
         "common_changes": BASE,
         "validation": f"{len(images)} BSDS300 test images not in CBSD68, seeded noise, "
         "true sigma given",
-        "machine": results.machine_description(),
+        "machine": provenance.machine_description(),
         "start_psnr": score(args.start, images, names)[0],
         "arms": {},
     }

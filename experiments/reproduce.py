@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from experiments import common
-from keras_resunet import experiment
+from keras_resunet import datasets, provenance
 
 CONFIGS = Path(__file__).parent / "configs"
 METHODS = {
@@ -62,13 +62,13 @@ def reproduce(args):
         if not config_path.is_file():
             raise ValueError(f"{method} has no config for task {args.task} ({config_path})")
     options, out = common.options_from(args)
-    test_sets = experiment.load_test_sets(experiment.COLOR_TEST_SETS, options)
-    made = experiment.provenance()
+    test_sets = common.load_test_sets(datasets.COLOR_TEST_SETS, options)
+    made = provenance.record_fields()
     records, denoisers = [], {}
     for method in methods:
         title, config_name = METHODS[method]
         config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
-        found, denoisers[title] = experiment.learned_method(
+        found, denoisers[title] = common.learned_method(
             method, config_path, test_sets, options, made, ensemble=method in ENSEMBLED
         )
         records += found
@@ -84,7 +84,7 @@ def reproduce(args):
         config_path = CONFIGS / f"{config_name.format(task=args.task)}.yaml"
         if not config_path.is_file():
             continue
-        found = experiment.finished_denoiser(method, config_path, options)
+        found = common.finished_denoiser(method, config_path, options)
         if found is None:
             absent.append(method)
         if found is not None or method in POSTER:

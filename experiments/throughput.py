@@ -21,7 +21,7 @@ import sys
 from keras_resunet.io import write_text_atomically
 from keras_resunet.models import MODELS
 from keras_resunet.precision import PRECISIONS
-from keras_resunet.results import machine_description
+from keras_resunet.provenance import command_line, machine_description
 
 # (jit_compile, fast_torch_conv) per backend: the PyTorch rows compare Keras's own conv with
 # keras_resunet.torch_conv (what the trainer uses).
@@ -37,9 +37,9 @@ def measure_backend(backend, models, precisions, patch_size=32, batch_size=64):
     import keras
 
     from experiments.speed import measure_throughput
-    from keras_resunet import data
+    from keras_resunet import data, data_sources
 
-    images, _ = data.load_images(data.resolve_data_root() / "BSDS300" / "images" / "train")
+    images, _ = data.load_images(data_sources.resolve_data_root() / "BSDS300" / "images" / "train")
     rows = []
     for model in models:
         for (jit, fast_conv), precision in itertools.product(SETTINGS[backend], precisions):
@@ -153,7 +153,7 @@ def main(argv=None):
             return 1
         rows += found
     report = {
-        "command": " ".join(["python -m experiments.throughput", *(argv or sys.argv[1:])]),
+        "command": command_line("experiments.throughput", argv),
         "data": f"BSDS300 train (200 images), random {args.patch_size}x{args.patch_size} patches, "
         f"batch {args.batch_size}, sigma 0.1",
         "machine": machine_description(),

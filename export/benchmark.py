@@ -4,11 +4,11 @@ Writes results/export/benchmark.json and results/export/README.md.
 """
 
 import argparse
-import shlex
 import sys
 
-from keras_resunet.cli import _check_images
-from keras_resunet.export.benchmark import BenchmarkConfig, run_benchmark
+from keras_resunet.export import check_images
+from keras_resunet.export.timing import BenchmarkConfig, run_benchmark
+from keras_resunet.provenance import command_line
 
 
 def main(argv=None):
@@ -22,7 +22,7 @@ def main(argv=None):
     parser.add_argument("--model-description", default="", help="how the model was trained")
     args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.split("x"))
-    images, source = _check_images(args.representative_data, limit=16)
+    images, source = check_images(args.representative_data)
     config = BenchmarkConfig(
         model=args.model,
         height=height,
@@ -33,8 +33,7 @@ def main(argv=None):
         model_description=args.model_description,
         check_data=source,
     )
-    command = "python -m export.benchmark " + shlex.join(argv if argv is not None else sys.argv[1:])
-    run_benchmark(config, images, command.strip())
+    run_benchmark(config, images, command_line("export.benchmark", argv))
     return 0
 
 

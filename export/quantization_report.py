@@ -54,11 +54,10 @@ def _variants(float_layers, noise_map):
 def run(args):
     import tensorflow as tf
 
-    from keras_resunet import data, degradations, experiment, pretrained, results
-    from keras_resunet.cli import _check_images
-    from keras_resunet.export import load_keras_model
+    from keras_resunet import data, datasets, degradations, provenance
+    from keras_resunet.calibration import Codec, model_input, representative, takes_noise_map
+    from keras_resunet.export import check_images, load_keras_model, model_degradation
     from keras_resunet.export import quantization as q
-    from keras_resunet.export.inputs import Codec, model_input, takes_noise_map
     from keras_resunet.export.runtimes import Runner
     from keras_resunet.io import write_text_atomically
     from keras_resunet.metrics import psnr
@@ -72,12 +71,12 @@ def run(args):
         or [w.shape for w in int8_source.weights] != [w.shape for w in model.weights]
     ):
         raise ValueError(f"--int8-source {args.int8_source} is not a copy of {args.model}")
-    own_degradation = pretrained.degradation_of(args.model)
+    own_degradation = model_degradation(args.model)
     tests = photo_degradations(own_degradation, noise_map)
     kernel = degradations.blur_kernel(tests[0])
-    calibration, calibration_source = _check_images(args.representative_data, limit=16)
+    calibration, calibration_source = check_images(args.representative_data)
     calibration = [image for image in calibration if image.shape[-1] == 3]
-    test, _ = experiment.load_test_set("CBSD68", args.data_root, limit=args.images)
+    test, _ = datasets.load_test_set("CBSD68", args.data_root, limit=args.images)
     cases = []  # (sigma, clean, model input)
     for degradation in tests:
         sigma = degradations.noise_level(degradation)
@@ -85,7 +84,7 @@ def run(args):
         cases += [(sigma, c, model_input(d, sigma, noise_map)) for d, c in zip(degraded, clean)]
     keras_out = [np.clip(model.predict(x[None], verbose=0)[0], 0, 1) for _, _, x in cases]
     record = {
-        "command": "python -m export.quantization_report " + " ".join(args.argv),
+        "command": provenance.command_line("export.quantization_report", args.argv),
         "model": args.model,
         "calibration": f"{calibration_source}: seeded crops, "
         + ("noisy at 0 ... 75/255" if noise_map else "degraded as the model's task"),
@@ -97,7 +96,7 @@ def run(args):
         )
         + "seeded noise at "
         + ", ".join(f"{degradations.noise_level(d) * 255:.3g}/255" for d in tests),
-        "machine": results.machine_description(),
+        "machine": provenance.machine_description(),
         "keras_psnr": _by_sigma(cases, keras_out, psnr),
         "int8_source": args.int8_source,
         "layers": [],
@@ -116,7 +115,7 @@ def run(args):
                     input_signature=[spec],
                 )
         source = sources["model"]
-        dataset = q.representative(
+        dataset = representative(
             calibration, spec, noise_map, Codec("float32"), degradation=own_degradation
         )
         print("quantization debugger ...")
@@ -130,7 +129,7 @@ def run(args):
         ranges_at = {}
         if noise_map:  # a range wide enough for every noise level, or the test's own level's
             for sigma in sorted({sigma for sigma, _, _ in cases}):
-                one_level = q.representative(
+                one_level = representative(
                     calibration, spec, True, Codec("float32"), sigmas=(sigma,)
                 )
                 ranges_at[sigma] = q.calibration_ranges(model, one_level)[0]
@@ -146,7 +145,7 @@ def run(args):
         for band in q.NOISE_BANDS if noise_map else ():
             print(f"calibration on noise band {band} ...")
             sigmas = q.band_sigmas(band)
-            band_data = q.representative(calibration, spec, True, Codec("float32"), sigmas=sigmas)
+            band_data = representative(calibration, spec, True, Codec("float32"), sigmas=sigmas)
             band_ranking = q.sensitivity_ranking(model, band_data)
             bands[band] = (band_data, q.layer_errors(source, band_data), band_ranking)
         record["noise_bands"] = [list(band) for band in bands]
@@ -211,7 +210,7 @@ def simulated_int8(model, ranges, cases, ranges_at=None):
     (`int8_simulation`): on the conv weights alone, on the activations alone over the
     calibration `ranges`, on both; with `ranges_at` ({sigma: ranges calibrated at that noise
     level alone}), on the activations over the ranges of each test input's own level."""
-    from keras_resunet.export.int8_simulation import with_int8_rounding
+    from keras_resunet.int8_simulation import with_int8_rounding
 
     def run(simulated_for):
         return [

@@ -91,13 +91,13 @@ def _models(args):
 
 
 def _download(args):
-    from keras_resunet.data import download_bsds300
+    from keras_resunet.data_sources import download_bsds300
 
     print(download_bsds300(args.destination))
 
 
 def _export(args):
-    from keras_resunet.export import ExportOptions, export_model, parse_size
+    from keras_resunet.export import ExportOptions, check_images, export_model, parse_size
     from keras_resunet.export.quantization import parse_noise_bands
 
     options = ExportOptions(
@@ -113,7 +113,7 @@ def _export(args):
         raise FileNotFoundError(
             f"--representative-data folder not found: {args.representative_data}"
         )
-    images, source = _check_images(args.representative_data, limit=16)
+    images, source = check_images(args.representative_data)
     print(f"checks and int8 calibration on {source}")
     if source.startswith("scikit-image"):
         print(
@@ -123,28 +123,6 @@ def _export(args):
         )
     export_model(args.model, args.out, options, check_images=images, check_source=source)
     print(f"exported to {args.out}")
-
-
-def _check_images(folder, limit):
-    """Images for verification and int8 calibration: the given folder, else BSDS300 train when
-    a data root is found, else scikit-image's sample photographs."""
-    from keras_resunet import data
-
-    if folder is None:
-        try:
-            folder = data.resolve_data_root() / "BSDS300" / "images" / "train"
-        except FileNotFoundError:
-            folder = None
-    if folder is not None and Path(folder).is_dir():
-        rgb, _ = data.load_images(folder, channels=3, limit=limit)
-        source = f"the first {len(rgb)} images of {folder}"
-    else:
-        from keras_resunet.demo import TRAIN_IMAGES, sample_image
-
-        rgb = [sample_image(name) for name in TRAIN_IMAGES]
-        source = f"scikit-image samples {', '.join(TRAIN_IMAGES)}"
-    gray = [image.mean(axis=-1, keepdims=True) for image in rgb]
-    return rgb + gray, source
 
 
 def _sigma(text):

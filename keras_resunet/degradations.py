@@ -12,6 +12,7 @@ same draws.
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from keras_resunet.kernels import (  # noqa: F401  part of this module's interfa
     normalize_kernel,
 )
 from keras_resunet.noise_level import check_sigma
+from keras_resunet.precision import tensorflow_available
 
 # ---------------------------------------------------------------------------------------------
 # Degradations: callables `(images, seed) -> degraded`.
@@ -35,15 +37,6 @@ def _tensorflow():
     import tensorflow as tf  # only where TensorFlow ops run: the NumPy paths need none
 
     return tf
-
-
-def tensorflow_available():
-    """Whether TensorFlow can be imported (the JAX and PyTorch backends can do without it)."""
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def apply(degradation, images, seed):
@@ -251,14 +244,6 @@ class Compose:
         return images
 
 
-def task_kernel(task, kernel="gaussian"):
-    """The blur kernel a task's degradation uses: None for "denoise", else the named kernel
-    (or kernel file); "gaussian" is the 7x7, sigma 1.6 kernel of the deblur-denoise protocol."""
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}. Valid tasks: {sorted(TASKS)}")
-    return None if task == "denoise" else make_kernel(kernel)
-
-
 def blur_kernel(degradation):
     """The kernel of a degradation's `Blur` step, or None (what classical deblurring needs)."""
     steps = degradation.steps if isinstance(degradation, Compose) else (degradation,)
@@ -278,11 +263,16 @@ def noise_level(degradation):
 TASKS = ("denoise", "deblur_denoise")
 
 
+def task_of(degradation):
+    """The task a degradation belongs to: "deblur_denoise" if it blurs, else "denoise"."""
+    return "denoise" if blur_kernel(degradation) is None else "deblur_denoise"
+
+
 def make_degradation(
     task,
     sigma=0.1,
     sigma_range=None,
-    kernel=None,
+    kernel="gaussian",
     blur_mode="circular",
     clip=False,
     clip_fraction=0.0,
@@ -293,7 +283,9 @@ def make_degradation(
     Args:
         task: "denoise" (noise only) or "deblur_denoise" (blur, then noise).
         sigma, sigma_range, sigma_power: noise level, see `GaussianNoise`.
-        kernel: 2-D kernel for "deblur_denoise"; default a 7x7 Gaussian with sigma 1.6.
+        kernel: the blur of "deblur_denoise": a kernel name (`make_kernel`; "gaussian" is the
+            protocol's 7x7 Gaussian of sigma 1.6), a kernel file, or a 2-D array. "denoise"
+            has none (its `kernel` is ignored).
         blur_mode: "circular" or "same".
         clip, clip_fraction: clip (and for `clip_fraction`, round to 8 bits) the degraded
             image to [0, 1] (see `GaussianNoise`).
@@ -305,12 +297,13 @@ def make_degradation(
         clip_fraction=clip_fraction,
         sigma_power=sigma_power,
     )
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}. Valid tasks: {sorted(TASKS)}")
     if task == "denoise":
         return noise
-    if task == "deblur_denoise":
-        kernel = gaussian_kernel(7, 1.6) if kernel is None else kernel
-        return Compose((Blur(kernel, mode=blur_mode), noise))
-    raise ValueError(f"Unknown task {task!r}. Valid tasks: ['deblur_denoise', 'denoise']")
+    if kernel is None or isinstance(kernel, (str, Path)):
+        kernel = make_kernel(str(kernel or "gaussian"))
+    return Compose((Blur(kernel, mode=blur_mode), noise))
 
 
 def _circular_convolve(batch, kernel):

@@ -73,8 +73,8 @@ def train_small_model(config, degradation, log=print):
 
 def run_demo(config=DemoConfig(), log=print):
     """Runs the demo; returns {image: {method: (PSNR, SSIM)}} with methods degraded/NLM/model."""
-    kernel = degradations.task_kernel(config.task)
-    degradation = degradations.make_degradation(config.task, sigma=config.sigma, kernel=kernel)
+    degradation = degradations.make_degradation(config.task, sigma=config.sigma)
+    kernel = degradations.blur_kernel(degradation)
     name = pretrained.DEFAULT_FOR_TASK[config.task]
     if config.train_steps > 0:
         model = train_small_model(config, degradation, log)

@@ -104,9 +104,8 @@ def evaluate_folder(
             protocol does not).
     """
     degradations.check_sigma(sigma)
-    blur = degradations.task_kernel(task, kernel)
-    degradation = degradations.make_degradation(task, sigma=sigma, kernel=blur, clip=clip)
-    denoiser = load_denoiser(model, sigma=sigma, kernel=blur, cache=cache)
+    degradation = degradations.make_degradation(task, sigma=sigma, kernel=kernel, clip=clip)
+    denoiser = load_denoiser(model, degradation, cache=cache)
     images, paths = data.load_images(
         folder, channels=channels or denoiser.channels or 3, limit=limit
     )

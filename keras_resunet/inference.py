@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resunet import baselines, pretrained
+from keras_resunet import baselines, degradations, pretrained
 from keras_resunet.denoisers import (
     Denoiser,
     KerasDenoiser,
@@ -20,14 +20,15 @@ from keras_resunet.denoisers import (
 )
 
 
-def load_denoiser(spec, sigma=0.1, kernel=None, cache=None):
+def load_denoiser(spec, degradation=None, cache=None):
     """A denoiser from a method name ("nlm", "bm3d"), a shipped model name or a `.keras` path.
 
     Args:
         spec: see above.
-        sigma: noise level for the methods that take one (classical methods, noise-level-map
-            models); models trained for one level ignore it.
-        kernel: blur kernel for the classical methods' deblurring variants.
+        degradation: what it will restore (`degradations.make_degradation`): its noise level is
+            the sigma of the methods that take one (classical methods, noise-level-map models;
+            models trained for one level ignore it), its blur the kernel of the classical
+            methods' deblurring variants. None: Gaussian noise of sigma 0.1.
         cache: folder caching the classical methods' outputs (None: no cache).
 
     Raises:
@@ -35,6 +36,12 @@ def load_denoiser(spec, sigma=0.1, kernel=None, cache=None):
             model that is not an image-to-image restoration model.
         FileNotFoundError: a model path or shipped model file that does not exist.
     """
+    sigma, kernel = 0.1, None
+    if degradation is not None:
+        sigma = degradations.noise_level(degradation)
+        kernel = degradations.blur_kernel(degradation)
+        if sigma is None:
+            raise ValueError("`degradation` must have a fixed noise level (not a range)")
     if spec in baselines.CLASSICAL:
         return baselines.make_classical(spec, sigma, kernel=kernel, cache=cache)
     path = pretrained.resolve(spec)

@@ -18,6 +18,10 @@ class ImageReadError(ValueError):
     """An image file could not be read; the message names the file."""
 
 
+class SkippedImageWarning(UserWarning):
+    """A file in an image folder that is not a readable image was left out."""
+
+
 def to_float01(array):
     """uint8 / uint16 / float array -> float32 in [0, 1] (floats are passed through)."""
     array = np.asarray(array)
@@ -96,7 +100,7 @@ def list_images(folder, skip_unreadable=False, recursive=False):
             message = f"{path}: not a readable image ({error})"
             if not skip_unreadable:
                 raise ImageReadError(message) from error
-            warnings.warn(f"skipping {message}", stacklevel=2)
+            warnings.warn(f"skipping {message}", SkippedImageWarning, stacklevel=2)
             continue
         paths.append(path)
     if not paths:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_resunet.data_sources import resolve_data_root
+
 
 def normalize_kernel(kernel):
     """Returns `kernel` as float32 scaled to sum 1.
@@ -140,8 +142,6 @@ def parse_kernel_spec(spec, data_root=None):
             length, _, angle = rest.partition(":")
             return motion_kernel(int(length), float(angle or 0)).astype(np.float64)
         if kind == "levin" and rest:
-            from keras_resunet.data import resolve_data_root
-
             index = int(rest)
             with np.load(resolve_data_root(data_root) / LEVIN_FILE) as kernels:
                 if f"kernel_{index}" not in kernels:

@@ -1,4 +1,5 @@
-"""The training precision: Keras dtype policies, and `auto`, which picks one for the hardware.
+"""The training precision: Keras dtype policies, and `auto`, which picks one for the hardware;
+whether TensorFlow is there at all (the JAX and PyTorch backends can do without it).
 
 bfloat16 arithmetic pays only where the hardware has it: a CPU with AVX512-BF16 or AMX, or a GPU
 of compute capability 8.0 or newer. Without it, bfloat16 is emulated and trains about 10x slower
@@ -10,6 +11,15 @@ from pathlib import Path
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def tensorflow_available():
+    """Whether TensorFlow can be imported (the JAX and PyTorch backends can do without it)."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def check_precision(precision):

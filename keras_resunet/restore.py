@@ -68,6 +68,15 @@ class RestoreOptions:
         if self.tile and self.tile <= 2 * self.overlap:
             raise ValueError(f"--tile ({self.tile}) must exceed twice --overlap ({self.overlap})")
 
+    def degradation(self):
+        """What is restored, as one degradation: `task` at `sigma` (the noisy-demo level when
+        sigma is None). `noisy_demo` adds it; the model is loaded for it."""
+        from keras_resunet import degradations
+
+        default = DEMO_SIGMA if self.operator is None else PNP_DEMO_SIGMA
+        level = default if self.sigma is None else self.sigma
+        return degradations.make_degradation(self.task, sigma=level)
+
 
 # Tiles smaller than this hold too little context for the models' receptive field.
 MIN_TILE = 32
@@ -76,6 +85,8 @@ MIN_TILE = 32
 MAX_PIXELS = 1_000_000_000
 # The noisy-demo noise level when none is given (deblur / upscale: PNP_DEMO_SIGMA).
 DEMO_SIGMA = 0.1
+# The lowest level a plug-and-play denoiser is loaded at (a noise-free observation has none).
+PNP_FLOOR = 0.255 / 255
 PNP_DEMO_SIGMA = 2.55 / 255
 
 
@@ -167,12 +178,13 @@ def restore_files(inputs, output, options=RestoreOptions(), log=print):
     from keras_resunet.inference import load_denoiser
 
     model = options.model or pretrained.DEFAULT_FOR_TASK[options.task]
-    kernel = degradations.task_kernel(options.task)
-    default_sigma = DEMO_SIGMA if options.operator is None else PNP_DEMO_SIGMA
-    demo_sigma = default_sigma if options.sigma is None else options.sigma
+    degradation = options.degradation()
+    demo_sigma = degradations.noise_level(degradation)
     # plug-and-play sets the level each iteration; a noise-free observation loads at a floor
-    load_sigma = demo_sigma if options.operator is None else max(demo_sigma, 0.255 / 255)
-    denoiser = load_denoiser(model, sigma=load_sigma, kernel=kernel)
+    if options.operator is not None and demo_sigma < PNP_FLOOR:
+        denoiser = load_denoiser(model, degradations.make_degradation(options.task, PNP_FLOOR))
+    else:
+        denoiser = load_denoiser(model, degradation)
     if options.operator is not None and not denoiser.takes_sigma:
         from keras_resunet.pnp import PlugAndPlay
 
@@ -186,7 +198,6 @@ def restore_files(inputs, output, options=RestoreOptions(), log=print):
             f"note: {denoiser.name} has no noise-level input; it restores the noise level it "
             "was trained for, not --sigma"
         )
-    degradation = degradations.make_degradation(options.task, sigma=demo_sigma, kernel=kernel)
 
     paths, problems, skipped = collect_inputs(inputs)
     results = [FileResult(path, error=message) for path, message in problems]

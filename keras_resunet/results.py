@@ -7,8 +7,6 @@ command, git commit, machine, time.
 """
 
 import json
-import os
-import platform
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -56,36 +54,6 @@ class Record:
 
 
 # CPU features that decide training and inference speed (bfloat16 is native only with the last two)
-_SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-
-
-def machine_description():
-    """What a result's speed depends on: CPU model, cores, SIMD features, library versions."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    simd = "/".join(flag.upper() for flag in _SIMD_FLAGS if flag in flags) or "no AVX2"
-    return f"{cpu}, {os.cpu_count()} cores, {simd}, {_library_versions()}"
-
-
-def _library_versions():
-    from importlib import metadata
-
-    versions = []
-    for package in ("tensorflow", "keras", "torch"):
-        try:
-            versions.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return ", ".join(versions)
-
-
 def line_plot(path, series, x_label, y_label, title=""):
     """A PNG line chart of `series` ({name: [(x, y), ...]}), drawn with Pillow alone.
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_resunet import baselines, degradations, metrics
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 def _degraded(task, image):

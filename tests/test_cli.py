@@ -1,6 +1,19 @@
-import pytest
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
 
+import pytest
+from PIL import Image
+
+from keras_resunet import io
 from keras_resunet.cli import main
+from tests.support import smooth_image
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_download_into_existing_folder_fails_cleanly(tmp_path, capsys):
@@ -53,7 +66,7 @@ def _image_folder(folder):
     from PIL import Image
 
     from keras_resunet.io import to_uint8
-    from tests.conftest import smooth_image
+    from tests.support import smooth_image
 
     folder.mkdir()
     for index in range(3):
@@ -177,3 +190,70 @@ def test_a_missing_optional_module_names_the_extra_that_installs_it():
     message = missing_dependency(ModuleNotFoundError("x", name="bm3d.profiles"))
     assert "keras-resunet[baselines]" in message
     assert "pip install frob" in missing_dependency(ModuleNotFoundError("x", name="frob"))
+
+
+def test_a_bad_training_config_is_one_line_and_leaves_no_run_folder(tmp_path, capsys):
+    config = ROOT / "experiments" / "configs" / "resunet_denoise_poster.yaml"
+    out = tmp_path / "run"
+    args = ["train", "--config", str(config), "--out", str(out)]
+    assert main([*args, "--set", "model_args={foo: 1}"]) == 1
+    assert "foo" in capsys.readouterr().err and not out.exists()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: resunet\nsteps: [1,\n")
+    assert main(["train", "--config", str(broken), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "not valid YAML" in error and len(error.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--method", "nlm", "--data", "x", "--sigma", "nan"],
+        ["evaluate", "--method", "nlm", "--data", "x", "--sigma", "-0.1"],
+        ["denoise", "x", "--output", "o", "--tile", "-5"],
+        ["denoise", "x", "--output", "o", "--tile", "64", "--overlap", "80"],
+    ],
+)
+def test_arguments_are_checked_before_any_work(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and "error" in capsys.readouterr().err
+
+
+def test_a_broken_model_file_is_named_in_one_line(tmp_path, capsys):
+    random_file = tmp_path / "random.keras"
+    random_file.write_bytes(os.urandom(256))
+    no_config = tmp_path / "empty.keras"
+    with zipfile.ZipFile(no_config, "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    for path in (random_file, no_config):
+        args = ["denoise", str(tmp_path), "--output", str(tmp_path / "o"), "--model", str(path)]
+        assert main(args) == 1
+        error = capsys.readouterr().err
+        assert "is not a loadable Keras model" in error and "not found" not in error
+        assert len(error.strip().splitlines()) == 1
+
+
+def test_sigterm_ends_with_a_summary_and_no_hidden_file(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(40):
+        Image.fromarray(io.to_uint8(smooth_image(96, 96, seed=index))).save(folder / f"{index}.png")
+    out = tmp_path / "o"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_resunet.cli", "denoise", str(folder), "--output", str(out)]
+        + ["--model", "nlm", "--sigma", "0.1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.is_dir() and any(out.glob("[0-9]*.png"))):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr[-2000:]
+    assert "terminated" in stderr and "restored " in stdout and "failed" in stdout
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert 0 < len(list(out.iterdir())) < 40

@@ -4,8 +4,15 @@ from PIL import Image
 
 from keras_resunet import data
 from keras_resunet.degradations import GaussianNoise, make_degradation
-from keras_resunet.io import ImageReadError, list_images, read_image, save_image, to_uint8
-from tests.conftest import smooth_image
+from keras_resunet.io import (
+    ImageReadError,
+    SkippedImageWarning,
+    list_images,
+    read_image,
+    save_image,
+    to_uint8,
+)
+from tests.support import smooth_image
 
 
 def _write_folder(folder, count=3, size=(40, 36), mode="RGB"):
@@ -38,8 +45,10 @@ def test_corrupt_file_is_named_or_skipped(tmp_path):
     (folder / "notes.txt").write_text("hello")
     with pytest.raises(ImageReadError, match="broken.png"):
         list_images(folder)
-    with pytest.warns(UserWarning, match="notes.txt"):
+    with pytest.warns(SkippedImageWarning) as caught:
         paths = list_images(folder, skip_unreadable=True)
+    skipped = " ".join(str(warning.message) for warning in caught)
+    assert "broken.png" in skipped and "notes.txt" in skipped
     assert [p.name for p in paths] == ["img0.png", "img1.png", "img2.png"]
 
 
@@ -88,42 +97,6 @@ def test_evaluation_pairs_are_fixed_per_seed():
     assert not np.array_equal(first[0], first[1][:, :24])  # each image gets its own noise
     batches = list(data.evaluation_dataset(images, degradation, seed=1))
     np.testing.assert_array_equal(batches[2][0][0], first[2])
-
-
-def test_data_root_resolution(tmp_path, monkeypatch):
-    monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path))
-    assert data.resolve_data_root() == tmp_path
-    assert data.resolve_data_root(tmp_path / "..") == tmp_path / ".."
-    with pytest.raises(FileNotFoundError, match="argument"):
-        data.resolve_data_root(tmp_path / "missing")
-    monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path / "gone"))
-    with pytest.raises(FileNotFoundError, match=data.DATA_ROOT_ENV):
-        data.resolve_data_root()
-
-
-def test_download_refuses_existing_target_and_checks_digest(tmp_path):
-    (tmp_path / "BSDS300").mkdir()
-    with pytest.raises(FileExistsError):
-        data.download_bsds300(tmp_path)
-    # a local archive through a file:// URL: the digest check rejects the wrong content
-    import tarfile
-
-    source = _write_folder(tmp_path / "src" / "BSDS300" / "images" / "train", count=1)
-    archive = tmp_path / "fake.tgz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(source.parents[1], arcname="BSDS300")
-    target = tmp_path / "dest"
-    with pytest.raises(ValueError, match="digest mismatch"):
-        data.download_bsds300(target, url=archive.as_uri())
-    assert list(target.iterdir()) == []  # nothing half-written
-    digest = data.tree_digest(source.parents[1] / "images", suffixes=(".png",))
-    assert len(digest) == 64
-
-
-def test_shared_bsds300_matches_the_shipped_digest(shared_datasets):
-    assert data.tree_digest(shared_datasets / "BSDS300" / "images") == data.BSDS300_IMAGES_DIGEST
-    images, paths = data.load_images(shared_datasets / "CBSD68", limit=2)
-    assert len(images) == 2 and images[0].shape[-1] == 3 and paths[0].suffix == ".png"
 
 
 def test_numpy_patch_batches_are_seeded_and_carry_a_noise_map():

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from keras_resunet import degradations as deg
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 SEED = tf.constant([3, 4], tf.int64)
 
@@ -184,3 +184,21 @@ def test_tensorflow_noise_map_sample_and_clip_share():
     # the plain draw of a fixed sigma is unchanged by the clip share: same seeds, same noise
     plain = np.asarray(GaussianNoise(sigma=0.4)(clean, [1, 2]))
     np.testing.assert_array_equal(plain[~quantized], noisy[~quantized])
+
+
+def test_one_constructor_takes_a_kernel_by_name_file_or_array(tmp_path):
+    protocol = deg.make_degradation("deblur_denoise", sigma=0.05)
+    np.testing.assert_allclose(deg.blur_kernel(protocol), deg.gaussian_kernel(7, 1.6))
+    assert deg.task_of(protocol) == "deblur_denoise" and deg.noise_level(protocol) == 0.05
+    np.save(tmp_path / "k.npy", np.ones((3, 3)))
+    for kernel in ("box", str(tmp_path / "k.npy"), tmp_path / "k.npy", np.ones((5, 3))):
+        blurred = deg.make_degradation("deblur_denoise", kernel=kernel)
+        expected = deg.make_kernel("box") if isinstance(kernel, str) and kernel == "box" else None
+        found = deg.blur_kernel(blurred)
+        assert found.sum() == pytest.approx(1.0)
+        if expected is not None:
+            np.testing.assert_allclose(found, expected)
+        else:
+            assert np.ptp(found) == 0  # a uniform kernel, normalised
+    noise = deg.make_degradation("denoise", sigma=0.2, kernel="box")  # denoise has no blur
+    assert deg.blur_kernel(noise) is None and deg.task_of(noise) == "denoise"

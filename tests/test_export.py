@@ -8,7 +8,7 @@ from keras_resunet import build_resunet, build_unet
 from keras_resunet.cli import main
 from keras_resunet.export import ExportError, ExportOptions, export_model, parse_size
 from keras_resunet.export.runtimes import Runner
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 TINY = {"base_filters": 4, "depth": 3}
 CHECK_IMAGES = [smooth_image(64, 80, seed=i) for i in range(3)]
@@ -104,9 +104,9 @@ def test_fixed_size_tflite_gray_unet(tmp_path):
 
 
 def test_parity_failure_is_loud_and_leaves_nothing(tiny_model_path, tmp_path, monkeypatch):
-    from keras_resunet.export import inputs
+    from keras_resunet import calibration
 
-    monkeypatch.setattr(inputs, "FLOAT_TOLERANCE", 0.0)
+    monkeypatch.setattr(calibration, "FLOAT_TOLERANCE", 0.0)
     monkeypatch.setattr(Runner, "__call__", lambda self, batch: self._run(batch) + 1e-3)
     with pytest.raises(ExportError, match="exceeds"):
         export_model(
@@ -210,7 +210,7 @@ def test_parse_size():
 
 
 def test_benchmark_times_every_runtime_and_writes_results(tiny_model_path, tmp_path):
-    from keras_resunet.export.benchmark import BenchmarkConfig, run_benchmark
+    from keras_resunet.export.timing import BenchmarkConfig, run_benchmark
 
     config = BenchmarkConfig(
         model=str(tiny_model_path),
@@ -235,7 +235,7 @@ def test_benchmark_times_every_runtime_and_writes_results(tiny_model_path, tmp_p
 
 
 def test_benchmark_times_noise_map_models_on_four_channel_inputs(tmp_path):
-    from keras_resunet.export.benchmark import BenchmarkConfig, run_benchmark
+    from keras_resunet.export.timing import BenchmarkConfig, run_benchmark
 
     build_resunet(**TINY, noise_level_map=True).save(tmp_path / "nm.keras")
     config = BenchmarkConfig(
@@ -388,3 +388,27 @@ def test_uint8_io_takes_and_gives_camera_bytes(tmp_path):
     assert sidecar["input"]["dtype"] == "uint8" and "sigma * 255" in sidecar["input"]["channels"]
     with pytest.raises(ValueError, match="int8 quantization with uint8 I/O"):
         ExportOptions(quantizations=("int8",), io="uint8")
+
+
+def test_overwrite_never_empties_a_folder_of_other_files(
+    tiny_model_path, tmp_path, monkeypatch, capsys
+):
+    userdata = tmp_path / "userdata"
+    (userdata / "sub").mkdir(parents=True)
+    (userdata / "precious.txt").write_text("keep")
+    (userdata / "sub" / "thesis.tex").write_text("keep")
+    args = ["export", "--model", str(tiny_model_path), "--formats", "onnx", "--overwrite"]
+    assert main([*args, "--out", str(userdata)]) == 1
+    assert sorted(str(p.relative_to(userdata)) for p in userdata.rglob("*")) == [
+        "precious.txt",
+        "sub",
+        "sub/thesis.tex",
+    ]
+    monkeypatch.chdir(userdata)
+    assert main([*args, "--out", "."]) == 1
+    assert "Refusing" in capsys.readouterr().err
+    assert sorted(str(p.relative_to(userdata)) for p in userdata.rglob("*")) == [
+        "precious.txt",
+        "sub",
+        "sub/thesis.tex",
+    ]

@@ -6,11 +6,11 @@ import pytest
 from PIL import Image
 
 from keras_resunet import build_resunet, io
-from keras_resunet.export import ExportOptions
+from keras_resunet.calibration import CALIBRATION_SIGMAS, Codec, representative
+from keras_resunet.export import ExportOptions, model_degradation
 from keras_resunet.export import quantization as q
-from keras_resunet.export.inputs import Codec
 from keras_resunet.export.runtimes import Runner
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 CALIBRATION = [smooth_image(64, 80, seed=i) for i in range(3)]
 
@@ -25,7 +25,7 @@ def saved_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quant") / "savedmodel"
     spec = tf.TensorSpec((None, None, None, 4), tf.float32)
     model.export(str(folder), format="tf_saved_model", verbose=False, input_signature=[spec])
-    dataset = q.representative(CALIBRATION, spec, True, Codec("float32"), count=16, size=48)
+    dataset = representative(CALIBRATION, spec, True, Codec("float32"), count=16, size=48)
     return model, folder, dataset
 
 
@@ -46,7 +46,7 @@ def test_calibration_crops_cover_the_noise_levels_and_fit_small_images(saved_mod
     assert len(samples) == 16
     assert all(s.shape == (1, 48, 48, 4) for s in samples)  # min(size, image) crops
     levels = sorted({round(float(s[0, 0, 0, 3]), 6) for s in samples})
-    assert levels == sorted(round(v, 6) for v in q.CALIBRATION_SIGMAS)
+    assert levels == sorted(round(v, 6) for v in CALIBRATION_SIGMAS)
 
 
 def test_calibration_crops_of_a_fixed_level_model_get_its_own_degradation():
@@ -58,13 +58,13 @@ def test_calibration_crops_of_a_fixed_level_model_get_its_own_degradation():
     blur_only = degradations.make_degradation("deblur_denoise", sigma=0.0)
     samples = [
         b[0][0]
-        for b in q.representative(
+        for b in representative(
             CALIBRATION, spec, False, Codec("float32"), degradation=blur_only, count=3, size=48
         )()
     ]
     sharp = [
         b[0][0]
-        for b in q.representative(
+        for b in representative(
             CALIBRATION,
             spec,
             False,
@@ -87,7 +87,7 @@ def test_calibration_crops_of_a_fixed_level_model_get_its_own_degradation():
         np.testing.assert_allclose(blurred, whole[top : top + 48, left : left + 48], atol=1e-6)
         assert np.abs(blurred - degradations.apply(blur_only, crop, [1, index])).max() > 0.01
         assert np.abs(blurred - crop).max() > 0.01  # blurred, not the crop itself
-    noisy = next(q.representative(CALIBRATION, spec, False, Codec("float32"), count=1, size=48)())
+    noisy = next(representative(CALIBRATION, spec, False, Codec("float32"), count=1, size=48)())
     assert 0.08 < float(np.std(noisy[0][0] - sharp[0])) < 0.12  # default: noise at 0.1
 
 
@@ -95,7 +95,7 @@ def test_calibration_at_chosen_noise_levels_only():
     import tensorflow as tf
 
     spec = tf.TensorSpec((None, None, None, 4), tf.float32)
-    samples = q.representative(CALIBRATION, spec, True, Codec("float32"), count=4, sigmas=(0.2,))
+    samples = representative(CALIBRATION, spec, True, Codec("float32"), count=4, sigmas=(0.2,))
     assert {float(batch[0][0, 0, 0, 3]) for batch in samples()} == {np.float32(0.2)}
 
 
@@ -142,7 +142,7 @@ def test_fixed_size_calibration_needs_images_that_large():
 
     spec = tf.TensorSpec((1, 128, 128, 3), tf.float32)
     with pytest.raises(ValueError, match="128x128"):
-        q.representative(CALIBRATION, spec, False, Codec("float32"))
+        representative(CALIBRATION, spec, False, Codec("float32"))
 
 
 def test_layer_errors_are_sorted_worst_first(saved_model):
@@ -281,14 +281,14 @@ def test_quantization_report_writes_every_variant(tmp_path):
 
 def test_quantization_report_tests_a_run_folder_model_on_its_own_task(tmp_path):
     from export.quantization_report import photo_degradations
-    from keras_resunet import degradations, pretrained
+    from keras_resunet import degradations
 
     run = tmp_path / "run"
     run.mkdir()
     config = {"task": "deblur_denoise", "sigma": 0.05, "kernel": "gaussian"}
     (run / "config.json").write_text(json.dumps(config))
     (run / "model.keras").touch()
-    [own] = photo_degradations(pretrained.degradation_of(str(run / "model.keras")), False)
+    [own] = photo_degradations(model_degradation(str(run / "model.keras")), False)
     assert degradations.blur_kernel(own).shape == (7, 7)
     assert degradations.noise_level(own) == 0.05
     [unknown] = photo_degradations(None, False)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from experiments import gpu_bundle
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import pytest
 
 from keras_resunet import inference, pretrained
 from keras_resunet.models import build_resunet
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 class _Identity(inference.Denoiser):
@@ -98,7 +98,21 @@ def test_shipped_model_names_resolve_from_the_models_folder(tmp_path, monkeypatc
     assert pretrained.available() == ["unet-denoise"]
     denoiser = inference.load_denoiser("unet-denoise")
     assert denoiser.name == "unet-denoise" and denoiser.channels == 3
-    assert inference.load_denoiser("nlm", sigma=0.1).name == "nlm"
+    assert inference.load_denoiser("nlm").sigma == 0.1  # no degradation: sigma 0.1
+
+
+def test_a_denoiser_is_loaded_for_a_degradation_its_level_and_its_blur():
+    from keras_resunet import degradations
+
+    deblur = degradations.make_degradation("deblur_denoise", sigma=0.05, kernel="box")
+    nlm = inference.load_denoiser("nlm", deblur)
+    assert nlm.sigma == 0.05
+    np.testing.assert_allclose(nlm.kernel, degradations.make_kernel("box"))
+    noise = inference.load_denoiser("nlm", degradations.make_degradation("denoise", sigma=0.2))
+    assert noise.sigma == 0.2 and noise.kernel is None
+    ranged = degradations.make_degradation("denoise", sigma_range=(0.0, 0.2))
+    with pytest.raises(ValueError, match="fixed noise level"):
+        inference.load_denoiser("nlm", ranged)
 
 
 def test_each_task_defaults_to_a_shipped_model_of_that_task():

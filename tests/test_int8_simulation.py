@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resunet.export.int8_simulation import (
+from keras_resunet.int8_simulation import (
     activation_ranges,
     layer_sensitivity,
     with_int8_rounding,
@@ -12,7 +12,7 @@ from keras_resunet.export.int8_simulation import (
 from keras_resunet.metrics import psnr
 from keras_resunet.models import build_resunet
 from keras_resunet.training import TrainConfig, train
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 from tests.test_training import IMAGES, TINY, tiny_config
 
 

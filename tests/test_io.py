@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from keras_resunet import io
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 def test_gray_rgba_and_16_bit_images_round_trip_in_their_mode(tmp_path):

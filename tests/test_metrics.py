@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_resunet import metrics
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 def test_constant_offset_of_point_one_is_20_db():

@@ -10,7 +10,7 @@ from keras_resunet.models import (
     build_rdunet,
     model_minimum_size,
 )
-from tests.conftest import check_image_model
+from tests.support import check_image_model
 
 TINY = {"base_filters": 4, "depth": 3}
 TINY_BY_MODEL = {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_resunet.noise_level import check_sigma, estimate_sigma
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 @pytest.mark.parametrize("sigma", [5 / 255, 25 / 255, 50 / 255])

@@ -5,7 +5,7 @@ from PIL import Image
 
 from experiments import noise_levels
 from keras_resunet.models import build_resunet
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 def test_quick_noise_level_report(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from keras_resunet import pretrained
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 ROOT = Path(__file__).resolve().parents[1]
 

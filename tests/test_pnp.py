@@ -248,15 +248,20 @@ def test_the_experiment_script_writes_super_resolution_and_iteration_tables(
     from experiments import pnp as script
 
     out = tmp_path / "pnp"
-    argv = ["--quick", "--parts", "sr,iterations", "--out", str(out)]
-    assert script.main([*argv, "--data-root", str(shared_datasets)]) == 0
+    argv = ["--quick", "--out", str(out), "--data-root", str(shared_datasets)]
+    # one part a run: the second keeps what the first measured, each with its own command
+    assert script.main([*argv, "--parts", "sr"]) == 0
+    assert script.main([*argv, "--parts", "iterations"]) == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert "--parts sr" in summary["made"]["sr"]["command"]
+    assert "--parts iterations" in summary["made"]["iterations"]["command"]
     for found in summary["sr"].values():
         assert set(found) == {"x2@0.0", "x2@2.55", "x4@0.0", "x4@2.55"}
         for scores in found.values():
             assert scores["pnp"] > scores["bicubic"]
-    sweep = summary["iteration_sweep"]
+    sweep = summary["iteration_sweep"]["rows"]
     assert [row["iterations"] for row in sweep] == [2, 4] and sweep[1]["psnr"] > sweep[0]["psnr"]
+    assert summary["iteration_sweep"]["data"].startswith("Photos1k/val")
     readme = (out / "README.md").read_text()
     assert "## Super-resolution" in readme and "## Iterations" in readme
     assert script.main([*argv, "--parts", "deblur,sharpen"]) == 1

@@ -6,7 +6,7 @@ from PIL import Image
 
 from experiments import recipe_ab
 from keras_resunet.models import build_resunet
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 TINY_CONFIG = """
 model: resunet

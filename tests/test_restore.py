@@ -8,7 +8,7 @@ from keras_resunet import io
 from keras_resunet.cli import main
 from keras_resunet.models import build_resunet
 from keras_resunet.restore import RestoreOptions, collect_inputs, restore_files, summarize
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from keras_resunet.restore import RestoreOptions, restore_files, summarize
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "tif": "TIFF", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}
 MODES = ["1", "L", "LA", "P", "P+transparency", "RGB", "RGBA", "CMYK", "I;16"]

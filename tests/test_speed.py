@@ -2,7 +2,7 @@ import keras
 
 from experiments.speed import measure_throughput
 from keras_resunet.precision import resolve_precision
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 TINY = {"base_filters": 4, "depth": 2}
 IMAGES = [smooth_image(48, 48, seed=i) for i in range(3)]

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from keras_resunet.training import TrainConfig, TrainingError, final_loss, train
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"base_filters": 4, "depth": 2}
@@ -201,7 +201,7 @@ RUN_SCRIPT = textwrap.dedent(
     import sys
     sys.path.insert(0, {root!r})
     from keras_resunet.training import TrainConfig, train
-    from tests.conftest import smooth_image
+    from tests.support import smooth_image
     config = TrainConfig(model="resunet", model_args={tiny!r}, patch_size=16, batch_size=8,
                          steps=200, checkpoint_every=10, seed=3, precision="float32")
     train(config, sys.argv[1], images=[smooth_image(48, 48, seed=i) for i in range(3)])
@@ -254,7 +254,7 @@ TWO_DEVICES_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from keras_resunet.training import TrainConfig, final_loss, train, make_strategy
-    from tests.conftest import smooth_image
+    from tests.support import smooth_image
     images = [smooth_image(48, 48, seed=i) for i in range(3)]
     config = TrainConfig(model="resunet", model_args={tiny!r}, patch_size=16, batch_size=8,
                          steps=30, checkpoint_every=10, seed=3, jit_compile=False,
@@ -309,7 +309,7 @@ MULTI_WORKER_SCRIPT = textwrap.dedent(
     import sys
     sys.path.insert(0, {root!r})
     from keras_resunet.training import TrainConfig, train, make_strategy
-    from tests.conftest import smooth_image
+    from tests.support import smooth_image
     images = [smooth_image(48, 48, seed=i) for i in range(3)]
     config = TrainConfig(model="resunet", model_args={tiny!r}, patch_size=16, batch_size=8,
                          steps=20, checkpoint_every=10, seed=3, jit_compile=False,
@@ -398,7 +398,7 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {root!r})
     import keras, numpy as np
     from keras_resunet.training import TrainConfig, train
-    from tests.conftest import smooth_image
+    from tests.support import smooth_image
     assert keras.backend.backend() == sys.argv[1]
     images = [smooth_image(48, 48, seed=i) for i in range(3)]
     config = TrainConfig(model="resunet", model_args={tiny!r}, patch_size=16, batch_size=8,
@@ -566,18 +566,18 @@ def test_noise_map_run_warm_starts_from_a_plain_model_and_learns(tmp_path):
 def test_a_warm_started_run_keeps_its_start_models_budget_when_that_is_shipped_over(tmp_path):
     import json
 
-    from keras_resunet import pretrained
     from keras_resunet.models import build_resunet
+    from keras_resunet.training import run_folder
 
     build_resunet(**TINY).save(tmp_path / "shipped.keras")
     (tmp_path / "shipped.json").write_text(json.dumps({"steps": 500, "train_seconds": 60.0}))
     config = tiny_config(model_args=TINY, init_from=str(tmp_path / "shipped.keras"), steps=10)
     train(config, tmp_path / "run", images=IMAGES, log=lambda _: None)
-    budget = pretrained.training_budget(tmp_path / "run", config.to_dict())
+    budget = run_folder.training_budget(tmp_path / "run")
     assert budget["steps"] == 510 and budget["init_steps"] == 500
     # shipping the run replaces shipped.json with the run's own total: counted once, not twice
     (tmp_path / "shipped.json").write_text(json.dumps(budget))
-    assert pretrained.training_budget(tmp_path / "run", config.to_dict()) == budget
+    assert run_folder.training_budget(tmp_path / "run") == budget
 
 
 def test_warm_start_adds_a_noise_map_channel_that_changes_nothing_at_first(tmp_path):

@@ -9,7 +9,7 @@ from PIL import Image
 
 from keras_resunet.io import to_uint8
 from keras_resunet.training import TrainConfig, train, validation
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 from tests.test_training import IMAGES, tiny_config
 
 

@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
 def data_root(tmp_path_factory):
     from PIL import Image
 
-    from tests.conftest import smooth_image
+    from tests.support import smooth_image
 
     root = tmp_path_factory.mktemp("data")
     for folder, count in (("BSDS300/images/train", 4), ("BSDS300/images/test", 2)):
@@ -104,7 +104,7 @@ def test_the_readmes_keras_block_runs_as_written_without_tensorflow(tmp_path):
     pytest.importorskip("torch")
     from PIL import Image
 
-    from tests.conftest import smooth_image
+    from tests.support import smooth_image
 
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## Use it from Keras")[1].split("```python\n")[1].split("```")[0]

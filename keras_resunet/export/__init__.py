@@ -1,20 +1,25 @@
 """Export for deployment: SavedModel, TFLite (float32 or quantized) and ONNX, each verified.
 
 - `exporter`: `export_model(model, out_dir, ExportOptions(...))`, the whole export;
-- `inputs`: what an artifact takes (noise-level map channel, uint8 I/O wrapper);
-- `quantization`: TFLite quantization variants, calibration data, per-layer error;
-- `int8_simulation`: int8 rounding simulated in Keras (quantization-aware training, sensitivity);
+- `inputs`: the uint8 I/O wrapper (what an app passes);
+- `quantization`: TFLite quantization variants, per-layer error;
 - `runtimes`: each artifact run in its real runtime behind one callable;
 - `output_folder`: what an export may replace, and how it lands;
-- `benchmark`: speed of Keras `predict` and every exported runtime.
+- `timing`: speed of Keras `predict` and every exported runtime.
+
+Calibration data (`keras_resunet.calibration`) and int8 rounding simulated in Keras
+(`keras_resunet.int8_simulation`) sit below this package: quantization-aware training uses them
+too. `check_images` is re-exported here: the photos an export is checked and calibrated on.
 """
 
+from keras_resunet.calibration import check_images
 from keras_resunet.export.exporter import (
     FORMATS,
     ExportError,
     ExportOptions,
     export_model,
     load_keras_model,
+    model_degradation,
     parse_size,
 )
 
@@ -22,7 +27,9 @@ __all__ = [
     "FORMATS",
     "ExportError",
     "ExportOptions",
+    "check_images",
     "export_model",
     "load_keras_model",
+    "model_degradation",
     "parse_size",
 ]

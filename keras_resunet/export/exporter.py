@@ -3,7 +3,7 @@
 The TFLite quantization variants are described in `keras_resunet.export.quantization`.
 
 Every artifact is verified in its real runtime before the export is kept: float32 artifacts must
-match Keras within `inputs.FLOAT_TOLERANCE` (max abs difference) on random inputs of several
+match Keras within `calibration.FLOAT_TOLERANCE` (max abs difference) on random inputs of several
 sizes and on real images, or the export fails; quantized artifacts report their PSNR change on
 test images.
 Everything is written to a temporary folder that is renamed into place at the end, so a failed
@@ -26,14 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resunet import data, degradations
-from keras_resunet.export import quantization as quantization_variants
-from keras_resunet.export.inputs import (
+from keras_resunet import data, degradations, pretrained
+from keras_resunet.calibration import (
+    CALIBRATION_SIGMAS,
     Codec,
     model_input,
+    representative,
     takes_noise_map,
-    with_uint8_io,
 )
+from keras_resunet.export import quantization as quantization_variants
+from keras_resunet.export.inputs import with_uint8_io
 from keras_resunet.export.output_folder import (
     REPORT,
     check_output_folder,
@@ -181,6 +183,21 @@ def check_tools(formats):
             raise ModuleNotFoundError(f"exporting needs the `{name}` module", name=name)
 
 
+def model_degradation(spec):
+    """The degradation a model restores: a shipped model's own (a noise-level-map model: at
+    sigma 0.1), a run folder's `model.keras` or `best.keras` by its config (a noise range as
+    trained); None when unknown."""
+    entry = pretrained.entry_for(spec)
+    if entry is not None:
+        return entry.degradation()
+    path = Path(spec)
+    if path.name in ("model.keras", "best.keras") and (path.parent / "config.json").is_file():
+        from keras_resunet.training.run_folder import read_config
+
+        return read_config(path.parent).degradation(clipped=False)
+    return None
+
+
 def export_model(
     model_path, out_dir, options=ExportOptions(), check_images=(), log=print, check_source=""
 ):
@@ -221,7 +238,7 @@ def export_model(
         )
     degradation = (
         options.degradation
-        or pretrained.degradation_of(model_path)
+        or model_degradation(model_path)
         or degradations.GaussianNoise(options.sigma)
     )
     if degradations.noise_level(degradation) is None:  # a noise range (a noise-map run's)
@@ -343,13 +360,13 @@ def _convert_tflite(
 ):
     dataset = None
     if quantization in quantization_variants.CALIBRATED:
-        dataset = quantization_variants.representative(
+        dataset = representative(
             check_images,
             spec,
             takes_noise_map(model),
             codec,
             degradation,
-            sigmas=sigmas or quantization_variants.CALIBRATION_SIGMAS,
+            sigmas=sigmas or CALIBRATION_SIGMAS,
         )
     ranking = None
     if quantization == "int8_selective":  # float I/O (ExportOptions refuses uint8 with it)

@@ -19,61 +19,17 @@ import math
 
 import numpy as np
 
-from keras_resunet.export.inputs import model_input
-
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int8_selective", "int16x8")
 CALIBRATED = ("int8", "int8_selective", "int16x8")
 # Layers left in float by int8_selective by default: where the gain levels off on the noise-map
 # ResUNet (results/export/quantization_resunet-noise-map.md).
 FLOAT_LAYERS = 10
-# Calibration crops spread over noise levels; a noise-map model sees 0 ... 75/255.
-CALIBRATION_SIGMAS = (0.0, 5 / 255, 15 / 255, 25 / 255, 0.1, 50 / 255, 75 / 255)
 # A noise-map model's int8 activation ranges must hold its activations at every level it is
 # calibrated for; at low noise one range for 0 ... 75/255 costs about half its int8 loss. One
 # file per band of levels, each calibrated on its own band, takes that cost away; an app picks
 # the file by the sigma it feeds the map (results/export/).
 NOISE_BANDS = ((0.0, 25 / 255), (25 / 255, 75 / 255))
 BAND_LEVELS = 6  # calibration levels spread over a band, its ends included
-
-
-def representative(
-    images, spec, noise_map, codec, degradation=None, count=128, size=96, sigmas=CALIBRATION_SIGMAS
-):
-    """Calibration samples: seeded crops of `images` (the fixed size when there is one), noisy
-    at the levels `sigmas` in turn for a noise-level-map model, else cut from the image degraded by
-    `degradation`, what the model restores (default: Gaussian noise at sigma 0.1). A deblurring model
-    calibrated on sharp crops gets ranges its inputs do not have: 0.35 dB more int8 loss."""
-    from keras_resunet import degradations
-
-    degradation = degradation or degradations.GaussianNoise(0.1)
-    fixed = (spec.shape[1], spec.shape[2]) if spec.shape[1] else None
-    if fixed:
-        images = [
-            image for image in images if image.shape[0] >= fixed[0] and image.shape[1] >= fixed[1]
-        ]
-        if not images:
-            raise ValueError(f"int8 calibration at {fixed[0]}x{fixed[1]} needs images that large")
-
-    def generate():
-        rng = np.random.default_rng(0)
-        for index in range(count):
-            image = images[index % len(images)]
-            height, width = fixed or (min(size, image.shape[0]), min(size, image.shape[1]))
-            top = rng.integers(0, image.shape[0] - height + 1)
-            left = rng.integers(0, image.shape[1] - width + 1)
-            window = (slice(top, top + height), slice(left, left + width))
-            if noise_map:
-                crop = image[window]
-                sigma = sigmas[index % len(sigmas)]
-                degraded = crop + rng.normal(0, sigma, crop.shape).astype(np.float32)
-            else:
-                # the whole photo degraded, then cropped: a crop blurred on its own wraps its
-                # edges around (circular convolution), edges no photo has
-                sigma = None
-                degraded = degradations.apply(degradation, image, [1, index])[window]
-            yield [codec.encode(model_input(degraded, sigma, noise_map)[None])]
-
-    return generate
 
 
 def check_noise_band(band):
@@ -236,7 +192,7 @@ def sensitivity_ranking(model, dataset, samples=16, calibration=None):
     first: simulated in Keras (`int8_simulation`) with ranges measured over the calibration
     `dataset` (its samples decoded back to the Keras model's float input), on its first
     `samples` samples (`calibration`: what `calibration_ranges` answered, when measured already)."""
-    from keras_resunet.export.int8_simulation import layer_sensitivity
+    from keras_resunet.int8_simulation import layer_sensitivity
 
     ranges, batches = calibration or calibration_ranges(model, dataset)
     return [name for name, _ in layer_sensitivity(model, ranges, batches[:samples])]
@@ -245,8 +201,8 @@ def sensitivity_ranking(model, dataset, samples=16, calibration=None):
 def calibration_ranges(model, dataset):
     """(every layer's output range over the calibration `dataset`, as the converter measures
     it, for `int8_simulation`; the samples decoded back to the Keras model's float input)."""
-    from keras_resunet.export.inputs import Codec
-    from keras_resunet.export.int8_simulation import activation_ranges
+    from keras_resunet.calibration import Codec
+    from keras_resunet.int8_simulation import activation_ranges
 
     batches = [Codec("float32").decode(sample[0]) for sample in dataset()]
     return activation_ranges(model, batches), batches

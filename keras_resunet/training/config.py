@@ -65,7 +65,7 @@ class TrainConfig:
     # so a campaign whose run folder is lost goes on from what shipped). Layers are matched by
     # name; a first conv that gains a noise-level-map channel gets zero weights for it.
     init_from: str | None = None
-    # Fine-tune `init_from` with int8 rounding simulated (export.int8_simulation), so its
+    # Fine-tune `init_from` with int8 rounding simulated (keras_resunet.int8_simulation), so its
     # int8 TFLite export loses less; float32 only (bfloat16 rounds more coarsely than int8).
     quantization_aware: bool = False
 
@@ -122,15 +122,16 @@ class TrainConfig:
         """Whether the model takes a noise-level map (`model_args: {noise_level_map: true}`)."""
         return bool(self.model_args.get("noise_level_map", False))
 
-    def degradation(self):
-        """The training degradation this config describes."""
+    def degradation(self, clipped=True):
+        """The training degradation this config describes (with `clipped` False, without its
+        clipping to [0, 1]: what the model restores, at any bit depth)."""
         return degradations.make_degradation(
             self.task,
             sigma=self.sigma,
             sigma_range=self.sigma_range,
-            kernel=degradations.task_kernel(self.task, self.kernel),
-            clip=self.clip,
-            clip_fraction=self.clip_fraction,
+            kernel=self.kernel,
+            clip=self.clip and clipped,
+            clip_fraction=self.clip_fraction if clipped else 0.0,
             sigma_power=self.sigma_power,
         )
 

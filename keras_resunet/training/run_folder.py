@@ -36,6 +36,47 @@ def read_best(out_dir):
     return json.loads(path.read_text())
 
 
+def read_config(out_dir):
+    """The `TrainConfig` a run folder holds (config.json), read the one way every caller reads
+    it: keys added to `TrainConfig` after the run started count as their defaults, and older
+    runs' `mixed_precision` flag becomes `precision`."""
+    values = json.loads((Path(out_dir) / "config.json").read_text())
+    if "mixed_precision" in values:
+        legacy = values.pop("mixed_precision")
+        values.setdefault("precision", "mixed_float16" if legacy else "float32")
+    return TrainConfig.from_dict(values)
+
+
+def training_budget(run_dir, best=False):
+    """Steps and training seconds behind a run's model (with `best`, behind its best-validation
+    checkpoint), counting those of the shipped model it was warm-started from (`init_from`,
+    whose `<name>.json` says what it took)."""
+    progress = json.loads((Path(run_dir) / "progress.json").read_text())
+    record = read_best(run_dir) if best else None
+    if record:
+        # a record without its time: the run's time prorated to its steps
+        share = progress["train_seconds"] * record["steps"] / max(progress["steps"], 1)
+        progress = {"steps": record["steps"], "train_seconds": record.get("train_seconds", share)}
+    budget = {"steps": progress["steps"], "train_seconds": progress["train_seconds"]}
+    source = read_config(run_dir).init_from
+    if source:
+        # the budget as it was when the run started (shipping this run replaces the shipped one)
+        record = Path(run_dir) / "init_budget.json"
+        if not record.is_file():
+            record = Path(source).with_suffix(".json")
+        if not record.is_file():
+            raise ValueError(f"{record} is missing: the budget of `init_from` {source} is unknown")
+        prior = json.loads(record.read_text())
+        budget = {
+            "steps": budget["steps"] + prior["steps"],
+            "train_seconds": round(budget["train_seconds"] + prior["train_seconds"], 1),
+            "init_from": Path(source).stem,
+            "init_steps": prior["steps"],
+            "init_seconds": prior["train_seconds"],
+        }
+    return budget
+
+
 class RunLock:
     """A lock file holding the training process id: two processes must never train the same
     run folder (their checkpoints would interleave). A lock left by a dead process is taken
@@ -99,11 +140,7 @@ def check_or_write_config(config, out_dir):
         path.unlink()
         (out_dir / "run.json").unlink(missing_ok=True)
     if path.is_file():
-        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
-        previous = {**defaults, **json.loads(path.read_text())}
-        if "mixed_precision" in previous:  # runs started before `precision` replaced it
-            legacy = previous.pop("mixed_precision")
-            previous["precision"] = "mixed_float16" if legacy else "float32"
+        previous = json.loads(json.dumps(read_config(out_dir).to_dict()))
         for values in (previous, resolved):
             # what "auto" means on this machine, so a run may switch between it and its value
             values["precision"] = resolve_precision(values.get("precision", "float32"))

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import keras
 
-from keras_resunet import data, degradations, torch_conv
+from keras_resunet import data, torch_conv
 from keras_resunet.io import to_float01, write_text_atomically
 from keras_resunet.losses import RestorationLoss
 from keras_resunet.metrics import psnr_metric
 from keras_resunet.models import build_model
-from keras_resunet.precision import resolve_precision
+from keras_resunet.precision import resolve_precision, tensorflow_available
 from keras_resunet.training import validation
 from keras_resunet.training.callbacks import Checkpointer, ImageSummaries
 from keras_resunet.training.checkpoints import (
@@ -189,7 +189,7 @@ def _train_locked(
         # same weights); `model` is what gets saved
         trained = model
         if config.quantization_aware:
-            from keras_resunet.export.int8_simulation import with_int8_rounding
+            from keras_resunet.int8_simulation import with_int8_rounding
 
             trained = with_int8_rounding(model, _int8_ranges(config, out_dir, images))
         optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
@@ -251,7 +251,7 @@ def _train_locked(
                 validation.Validation(validation_groups, every, chunk, out_dir, save_best, log)
             )
         callbacks.append(keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True))
-        if degradations.tensorflow_available():  # TensorBoard's writers are TensorFlow's
+        if tensorflow_available():  # TensorBoard's writers are TensorFlow's
             callbacks += [
                 keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
                 ImageSummaries(
@@ -307,9 +307,8 @@ def _int8_ranges(config, out_dir, images):
         return json.loads(path.read_text())
     import tensorflow as tf
 
-    from keras_resunet.export.inputs import Codec
-    from keras_resunet.export.int8_simulation import activation_ranges
-    from keras_resunet.export.quantization import representative
+    from keras_resunet.calibration import Codec, representative
+    from keras_resunet.int8_simulation import activation_ranges
 
     start = build_model(config.model, in_channels=config.channels, **config.model_args)
     warm_start(start, config.init_from)

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_resunet import data, degradations
+from keras_resunet import data, data_sources, degradations
 from keras_resunet.io import list_images, read_image, write_text_atomically
 from keras_resunet.metrics import psnr
 from keras_resunet.training.run_folder import BEST_MODEL, BEST_RECORD, read_best, read_progress
@@ -42,7 +42,7 @@ def validation_inputs(folder, config, data_root=None, crop=CROP):
     """
     folder = Path(folder).expanduser()
     if not folder.is_absolute():
-        folder = data.resolve_data_root(data_root) / folder
+        folder = data_sources.resolve_data_root(data_root) / folder
     if not folder.is_dir():
         raise FileNotFoundError(f"Validation image folder not found: {folder}")
     crops = [

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import reproduce
-from keras_resunet import experiment, io
+from experiments import common, reproduce
+from keras_resunet import datasets, io
 from keras_resunet.training import TrainConfig
-from tests.conftest import smooth_image
+from tests.support import smooth_image
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def quick_denoise(tmp_path_factory):
     argv += ["--results", str(out)]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
-            experiment,
+            common,
             "perceptual_weights_problem",
             lambda config: "not run: no weights (test)" if config.beta else None,
         )
@@ -71,7 +71,7 @@ def test_quick_reproduction_records_what_an_independent_evaluation_measures(quic
     resunet = by_key[("resunet", "BSDS300")]
     assert resunet["n_images"] == 2 and resunet["train_steps"] == 20 and resunet["commit"] != ""
     assert by_key[("resunet_perceptual", "CBSD68")]["psnr"] is None
-    images, _ = experiment.load_test_set("BSDS300", root)
+    images, _ = datasets.load_test_set("BSDS300", root)
     model = load_model(runs / "quick" / "resunet_denoise_poster" / "model.keras")
     again = evaluation.evaluate_model(model, images, degradations.GaussianNoise(0.1), seed=0)
     assert resunet["psnr"] == pytest.approx(again["psnr"], abs=1e-4)
@@ -106,7 +106,7 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     quick_denoise, tmp_path, monkeypatch
 ):
     from experiments import ship
-    from keras_resunet import pretrained, results
+    from keras_resunet import results
     from keras_resunet.inference import load_denoiser
 
     _, runs, out, _ = quick_denoise
@@ -132,15 +132,16 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     (bf16_run / "config.json").write_text(json.dumps(bf16))
     records = results.load_records(out / "denoise" / "summary.json")
     records = [r for r in records if r.notes.get("run") == run]
-    pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
+    ship.ship(bf16_run, "resunet-denoise", records, "ship it")
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert "(constant), loss minus each patch's PSNR (capped at 40 dB), mixed_bfloat16 " in card
     assert "training (float32 weights), " in card
     assert "(inputs clipped to [0, 1])" in card
     # so does a quantization-aware fine-tune
-    qat = {**config, "precision": "float32", "quantization_aware": True}
+    qat = {**config, "precision": "float32", "quantization_aware": True, "init_from": "a.keras"}
     (bf16_run / "config.json").write_text(json.dumps(qat))
-    pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
+    (bf16_run / "init_budget.json").write_text(json.dumps({"steps": 40, "train_seconds": 3.0}))
+    ship.ship(bf16_run, "resunet-denoise", records, "ship it")
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert "loss MSE, through simulated int8 rounding (quantization-aware" in card
     # a run that kept a best-validation checkpoint ships it, with its own budget and scores
@@ -156,7 +157,7 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     (bf16_run / "best.json").write_text(
         json.dumps({"steps": 10, "train_seconds": 3.0, "val_psnr": 30.5})
     )
-    pretrained.ship(bf16_run, "resunet-denoise", records, "ship it")
+    ship.ship(bf16_run, "resunet-denoise", records, "ship it")
     card = (tmp_path / "models" / "resunet-denoise.md").read_text()
     assert (
         "Checkpoint: the best of the run on `val` (validation crops, seeded noise): step 10 "
@@ -170,7 +171,7 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     # and a noise-map run says how its noise levels were drawn
     noise_map = {**config, "model_args": {"noise_level_map": True}, "sigma_range": [0.0, 0.3]}
     (bf16_run / "config.json").write_text(json.dumps({**noise_map, "sigma_power": 2.0}))
-    pretrained.ship(bf16_run, "resunet-noise-map", records, "ship it")
+    ship.ship(bf16_run, "resunet-noise-map", records, "ship it")
     card = (tmp_path / "models" / "resunet-noise-map.md").read_text()
     assert "sigma 0-76/255 on [0, 1] images" in card
     assert "drawn as low + (high - low) u^2, u uniform: low levels more often" in card
@@ -178,7 +179,7 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     made = json.loads((bf16_run / "run.json").read_text())
     more = {"command": "resunet train --resume --set steps=30", "steps": 30, "time": "now"}
     (bf16_run / "run.json").write_text(json.dumps({**made, "extended": [more]}))
-    pretrained.ship(bf16_run, "resunet-noise-map", records, "ship it")
+    ship.ship(bf16_run, "resunet-noise-map", records, "ship it")
     card = (tmp_path / "models" / "resunet-noise-map.md").read_text()
     assert f"`{made['command']}`, extended to 30 steps by `{more['command']}`; config" in card
 
@@ -240,14 +241,14 @@ def test_missing_test_set_fails_before_any_training(data_root, tmp_path, capsys)
 
 def test_perceptual_without_real_weights_is_never_run():
     base = TrainConfig()
-    assert experiment.perceptual_weights_problem(base) is None
+    assert common.perceptual_weights_problem(base) is None
     random_vgg = TrainConfig.from_dict({"beta": 1.0, "perceptual": {"weights": None}})
-    assert "random VGG" in experiment.perceptual_weights_problem(random_vgg)
+    assert "random VGG" in common.perceptual_weights_problem(random_vgg)
 
 
 def test_quick_budget_shrinks_steps_and_width():
     full = TrainConfig(steps=7000, checkpoint_every=250, patch_size=64)
-    config = experiment.Budget(quick=True).config(full)
+    config = common.Budget(quick=True).config(full)
     assert (config.steps, config.checkpoint_every, config.batch_size) == (20, 10, 8)
     assert config.patch_size == 32
     assert config.model_args == {"base_filters": 4}
@@ -257,7 +258,7 @@ def test_quick_baselines_share_the_task_summary(data_root, tmp_path):
     from experiments import baselines
 
     out = tmp_path / "results"
-    common = [
+    quick = [
         "--quick",
         "--data-root",
         str(data_root),
@@ -266,7 +267,7 @@ def test_quick_baselines_share_the_task_summary(data_root, tmp_path):
         "--results",
         str(out),
     ]
-    assert baselines.main(["--task", "denoise", "--methods", "nlm,bm3d,dncnn", *common]) == 0
+    assert baselines.main(["--task", "denoise", "--methods", "nlm,bm3d,dncnn", *quick]) == 0
     records = json.loads((out / "denoise" / "summary.json").read_text())
     psnr = {(r["method"], r["dataset"]): r["psnr"] for r in records}
     assert psnr[("nlm", "BSDS300")] > psnr[("degraded input", "BSDS300")] + 3
@@ -277,7 +278,7 @@ def test_quick_baselines_share_the_task_summary(data_root, tmp_path):
     # CBSD68 repeats BSDS300 test images), so 2 entries serve all 4 restorations
     assert len(list((tmp_path / "runs" / "quick" / "cache" / "bm3d").glob("*.npz"))) == 2
     # a later call for one method redraws the figure with every method that has a result
-    assert baselines.main(["--task", "denoise", "--methods", "nlm", *common]) == 0
+    assert baselines.main(["--task", "denoise", "--methods", "nlm", *quick]) == 0
     assert _panel_count(out / "denoise" / "figure_baselines.png", side=48) == 2 + 3
 
 

@@ -55,7 +55,7 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
     import keras
     import tensorflow as tf
 
-    from keras_resunet import pretrained, results
+    from keras_resunet import pretrained, provenance
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)
@@ -132,7 +132,7 @@ def run_benchmark(config=BenchmarkConfig(), check_images=(), command="", log=pri
         "check_data": config.check_data,
         "threads": config.threads,
         "tensorflow_threads": tensorflow_threads,
-        "machine": results.machine_description(),
+        "machine": provenance.machine_description(),
         "tools": report["tools"],
         "rows": rows,
         "onnx_time_by_op": time_by_op,
