@@ -48,14 +48,18 @@ class Codec:
 def check_images(folder=None, limit=16):
     """Images for verification and int8 calibration: the given folder, else BSDS300 train when
     a data root is found, else scikit-image's sample photographs."""
+    root = None
     if folder is None:
         try:
-            folder = data_sources.resolve_data_root() / "BSDS300" / "images" / "train"
+            root = data_sources.resolve_data_root()
+            folder = root / "BSDS300" / "images" / "train"
         except FileNotFoundError:
             folder = None
     if folder is not None and Path(folder).is_dir():
         rgb, _ = data.load_images(folder, channels=3, limit=limit)
-        source = f"the first {len(rgb)} images of {folder}"
+        # named without the machine's absolute path: reports and sidecars travel
+        name = Path(folder).relative_to(root) if root else Path(folder).name
+        source = f"the first {len(rgb)} images of {name}"
     else:
         from keras_resunet.demo import TRAIN_IMAGES, sample_image
 
@@ -73,7 +77,10 @@ def representative(
     `degradation`, what the model restores (default: Gaussian noise at sigma 0.1). A deblurring model
     calibrated on sharp crops gets ranges its inputs do not have: 0.35 dB more int8 loss."""
     degradation = degradation or degradations.GaussianNoise(0.1)
-    fixed = (spec.shape[1], spec.shape[2]) if spec.shape[1] else None
+    # `spec`: an input TensorSpec, or the fixed (height, width), or None for any size
+    if spec is not None and hasattr(spec, "shape"):
+        spec = (spec.shape[1], spec.shape[2]) if spec.shape[1] else None
+    fixed = tuple(spec) if spec else None
     if fixed:
         images = [
             image for image in images if image.shape[0] >= fixed[0] and image.shape[1] >= fixed[1]

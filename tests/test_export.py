@@ -44,8 +44,11 @@ def test_every_format_and_quantization_is_written_with_a_sidecar(full_export):
     }
     for name in names:
         sidecar = json.loads((out / f"{name}.json").read_text())
-        assert sidecar["input"]["shape"] == [-1, -1, -1, 3]
-        assert sidecar["input"]["range"] == [0.0, 1.0]
+        assert sidecar["inputs"] == [
+            {"name": "image", "shape": [-1, -1, -1, 3], "layout": "NHWC", "channels": "RGB",
+             "dtype": "float32", "range": [0.0, 1.0]}
+        ]  # fmt: skip
+        assert sidecar["output"]["name"] == "restored"
         assert len(sidecar["source_sha256"]) == 64
         assert sidecar["tools"]["tensorflow"].startswith("2.")
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no scratch left
@@ -98,7 +101,7 @@ def test_fixed_size_tflite_gray_unet(tmp_path):
     (artifact,) = report["artifacts"]
     assert artifact["checks"]["input_shapes"] == [[1, 48, 64, 1]]
     sidecar = json.loads((tmp_path / "out" / "model_float32.tflite.json").read_text())
-    assert sidecar["input"]["shape"] == [1, 48, 64, 1]
+    assert sidecar["inputs"][0]["shape"] == [1, 48, 64, 1]
     with pytest.raises((ValueError, RuntimeError)):
         Runner(tmp_path / "out" / "model_float32.tflite")(np.zeros((1, 32, 32, 1), np.float32))
 
@@ -107,7 +110,8 @@ def test_parity_failure_is_loud_and_leaves_nothing(tiny_model_path, tmp_path, mo
     from keras_resunet import calibration
 
     monkeypatch.setattr(calibration, "FLOAT_TOLERANCE", 0.0)
-    monkeypatch.setattr(Runner, "__call__", lambda self, batch: self._run(batch) + 1e-3)
+    run = Runner.__call__
+    monkeypatch.setattr(Runner, "__call__", lambda self, batch: run(self, batch) + 1e-3)
     with pytest.raises(ExportError, match="exceeds"):
         export_model(
             tiny_model_path, tmp_path / "out", ExportOptions(formats=("onnx",)), log=lambda _: 0
@@ -330,7 +334,8 @@ def test_shipped_names_and_noise_map_models_export(tmp_path, monkeypatch):
         assert artifact["checks"]["max_abs_diff"] < 1e-4
         assert artifact["checks"]["input_shapes"][-1][-1] == 4
     sidecar = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
-    assert "noise-level map" in sidecar["input"]["channels"]
+    assert [entry["name"] for entry in sidecar["inputs"]] == ["image", "sigma"]
+    assert sidecar["inputs"][0]["shape"] == [-1, -1, -1, 3]
 
 
 def test_noise_band_files_are_calibrated_on_their_band_only(tmp_path):
@@ -347,14 +352,15 @@ def test_noise_band_files_are_calibrated_on_their_band_only(tmp_path):
     assert names == ["model_float32.tflite", "model_int8_sigma0-0.05.tflite", "model_int8_sigma0.05-0.3.tflite"]  # fmt: skip
     assert [artifact["noise_band"] for artifact in report["artifacts"]] == [None, [0, 0.05], [0.05, 0.3]]  # fmt: skip
     sidecar = json.loads((tmp_path / "e" / "model_int8_sigma0.05-0.3.tflite.json").read_text())
-    assert "sigma 0.05 to 0.3" in sidecar["input"]["noise_levels"]
+    assert "sigma 0.05 to 0.3" in sidecar["inputs"][0]["noise_levels"]
     assert "psnr_change_db" in sidecar["checks"]
 
-    def input_step(name):  # the int8 step of the quantized input: its calibrated range / 255
+    def input_step(name):  # the int8 step of the quantized image: its calibrated range / 255
         interpreter = Interpreter(model_path=str(tmp_path / "e" / name))
-        first = interpreter._get_ops_details()[0]
-        assert first["op_name"] == "QUANTIZE"
-        return interpreter.get_tensor_details()[first["outputs"][0]]["quantization"][0]
+        tensors = interpreter.get_tensor_details()
+        (image,) = [op for op in interpreter._get_ops_details() if op["op_name"] == "QUANTIZE"
+                    and tensors[op["inputs"][0]]["name"] == "image"]  # fmt: skip
+        return tensors[image["outputs"][0]]["quantization"][0]
 
     # noisier crops spread wider: the high band's input steps are coarser than the low band's
     low, high = input_step(names[1]), input_step(names[2])
@@ -385,7 +391,9 @@ def test_uint8_io_takes_and_gives_camera_bytes(tmp_path):
         out = Runner(tmp_path / "e" / name)(pixels)
         assert out.dtype == np.uint8 and out.shape == (1, 37, 53, 3), name
     sidecar = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
-    assert sidecar["input"]["dtype"] == "uint8" and "sigma * 255" in sidecar["input"]["channels"]
+    image, sigma = sidecar["inputs"]
+    assert image["dtype"] == "uint8" and image["range"] == [0, 255]
+    assert sigma["dtype"] == "float32" and sigma["range"] == [0, 255]
     with pytest.raises(ValueError, match="int8 quantization with uint8 I/O"):
         ExportOptions(quantizations=("int8",), io="uint8")
 
@@ -412,3 +420,103 @@ def test_overwrite_never_empties_a_folder_of_other_files(
         "sub",
         "sub/thesis.tex",
     ]
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_an_app_reads_the_metadata_and_passes_8_bit_pixels_and_a_sigma(tmp_path, channels):
+    """What a phone app does with the uint8 TFLite file: it learns the inputs from the file
+    (names, order, types, colour space, ranges) and gets the Keras result within one level."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_resunet.export.describe import read_tflite_metadata
+
+    keras.utils.set_random_seed(3)
+    model = build_resunet(**TINY, in_channels=channels, noise_level_map=True)
+    model.save(tmp_path / "nm.keras")
+    images = [image[..., :channels] for image in CHECK_IMAGES]
+    options = ExportOptions(("tflite", "onnx"), ("none",), io="uint8")
+    export_model(tmp_path / "nm.keras", tmp_path / "e", options, check_images=images, log=print)
+    path = tmp_path / "e" / "model_float32.tflite"
+
+    metadata = read_tflite_metadata(path)
+    assert metadata["name"] == "keras_resunet nm" and metadata["license"] == "MIT"
+    assert [t["name"] for t in metadata["inputs"]] == ["image", "sigma"]
+    image_md, sigma_md = metadata["inputs"]
+    assert image_md["content"] == ("RGB image" if channels == 3 else "grayscale image")
+    assert image_md["normalization"] == {"mean": [0.0], "std": [1.0]}  # raw 0-255 pixels
+    assert (image_md["min"], image_md["max"]) == ([0.0], [255.0])
+    assert sigma_md["content"] == "feature" and "0-255" in sigma_md["description"]
+    assert [t["name"] for t in metadata["outputs"]] == ["restored"]
+
+    interpreter = Interpreter(model_path=str(path))
+    assert interpreter.get_signature_list() == {
+        "serving_default": {"inputs": ["image", "sigma"], "outputs": ["restored"]}
+    }
+    details = {d["name"]: d for d in interpreter.get_input_details()}
+    assert details["image"]["dtype"] == np.uint8 and details["sigma"]["dtype"] == np.float32
+    pixels = np.round(CHECK_IMAGES[0][:40, :56, :channels] * 255).astype(np.uint8)[None]
+    noisy = np.clip(pixels + np.random.default_rng(0).normal(0, 25, pixels.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    restored = interpreter.get_signature_runner()(image=noisy, sigma=np.array([[25.0]], np.float32))
+    out = restored["restored"]
+    assert out.dtype == np.uint8 and out.shape == noisy.shape
+    level = np.full((*noisy.shape[:-1], 1), 25 / 255, np.float32)
+    expected = model.predict(np.concatenate([noisy / 255, level], axis=-1), verbose=0)
+    expected = np.round(np.clip(expected, 0, 1) * 255)
+    assert np.max(np.abs(out.astype(int) - expected)) <= 1
+    # the sigma input matters: another level gives another image
+    other = interpreter.get_signature_runner()(image=noisy, sigma=np.array([[0.0]], np.float32))
+    assert np.any(other["restored"] != out)
+
+
+def test_onnx_files_name_their_dimensions_and_carry_the_description(tmp_path):
+    import onnx
+
+    build_resunet(**TINY, noise_level_map=True).save(tmp_path / "nm.keras")
+    report = export_model(
+        tmp_path / "nm.keras", tmp_path / "e", ExportOptions(("onnx",)), CHECK_IMAGES, log=print
+    )
+    model = onnx.load(str(tmp_path / "e" / "model.onnx"))
+
+    def dims(value):
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    assert {v.name: dims(v) for v in model.graph.input} == {
+        "image": ["batch", "height", "width", 3],
+        "sigma": ["batch", 1],
+    }
+    assert [(v.name, dims(v)) for v in model.graph.output] == [
+        ("restored", ["batch", "height", "width", 3])
+    ]
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    assert props == report["description"] and props["tensor.sigma.range"] == "0..1"
+    sidecar = json.loads((tmp_path / "e" / "model.onnx.json").read_text())
+    assert "/" not in sidecar["source_model"] and str(tmp_path) not in json.dumps(sidecar)
+
+
+def test_tflite_metadata_round_trips_and_a_file_without_it_reads_as_none(tmp_path):
+    from keras_resunet.export.describe import (
+        METADATA_IDENTIFIER,
+        _metadata_flatbuffer,
+        describe_tflite,
+        model_info,
+        read_tflite_metadata,
+    )
+    from keras_resunet.export.quantization import convert
+
+    model = build_unet(base_filters=4, depth=2)
+    model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    plain = convert(tmp_path / "sm", "none")
+    assert read_tflite_metadata(plain) is None
+    info = model_info("unit", "1.2.3", 3, False, "float32", "a test model")
+    assert _metadata_flatbuffer(info, ["image"])[4:8] == METADATA_IDENTIFIER
+    described = describe_tflite(plain, info)
+    metadata = read_tflite_metadata(described)
+    assert metadata["version"] == "1.2.3" and metadata["description"] == "a test model"
+    assert metadata["min_parser_version"] == "1.0.0"
+    assert metadata["inputs"][0]["normalization"] == {"mean": [0.0], "std": [255.0]}
+    with pytest.raises(ValueError, match="expected inputs"):
+        describe_tflite(plain, model_info("unit", "1", 3, True, "float32", "two inputs"))
+    # described twice: still one metadata entry
+    again = read_tflite_metadata(describe_tflite(described, info))
+    assert again == metadata

@@ -126,8 +126,11 @@ def test_minimum_size_is_enforced_by_reflection():
     model = build_resunet(**TINY)  # depth 3: pads to multiples of 8
     assert model_minimum_size(model) == 5
     model(np.zeros((1, 5, 5, 3), np.float32))
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with pytest.raises(ValueError, match="at least 5x5 pixels"):
         model(np.zeros((1, 4, 4, 3), np.float32))
+    # a graph traced for any size may meet the reflection itself
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        model.predict(np.zeros((1, 4, 4, 3), np.float32), verbose=0)
 
 
 @pytest.mark.parametrize("builder", [build_unet, build_resunet])
@@ -163,3 +166,16 @@ def test_new_builders_reject_bad_arguments():
         build_dncnn(depth=2)
     with pytest.raises(ValueError, match="`dense_layers` must be an int >= 1"):
         build_rdunet(dense_layers=0)
+
+
+@pytest.mark.parametrize("builder", [build_unet, build_resunet])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_inputs_below_the_minimum_size_or_with_other_channels_are_value_errors(builder, depth):
+    model = builder(base_filters=4, depth=depth)
+    smallest = model_minimum_size(model)
+    assert model(np.zeros((1, smallest, smallest + 5, 3), np.float32)).shape[1] == smallest
+    for height, width in ((smallest - 1, 40), (40, smallest - 1)):
+        with pytest.raises(ValueError, match=f"at least {smallest}x{smallest} pixels"):
+            model(np.zeros((1, height, width, 3), np.float32))
+    with pytest.raises(ValueError, match=r"expected shape=\(None, None, None, 3\)"):
+        model(np.zeros((1, 16, 16, 4), np.float32))

@@ -1,7 +1,8 @@
 """Export for deployment: SavedModel, TFLite (float32 or quantized) and ONNX, each verified.
 
 - `exporter`: `export_model(model, out_dir, ExportOptions(...))`, the whole export;
-- `inputs`: the uint8 I/O wrapper (what an app passes);
+- `inputs`: the model as an app calls it (`image`, the noise level `sigma`, `restored`);
+- `describe`: TFLite metadata and ONNX metadata props, written and read back;
 - `quantization`: TFLite quantization variants, per-layer error;
 - `runtimes`: each artifact run in its real runtime behind one callable;
 - `output_folder`: what an export may replace, and how it lands;
@@ -13,6 +14,7 @@ too. `check_images` is re-exported here: the photos an export is checked and cal
 """
 
 from keras_resunet.calibration import check_images
+from keras_resunet.export.describe import read_tflite_metadata
 from keras_resunet.export.exporter import (
     FORMATS,
     ExportError,
@@ -32,4 +34,5 @@ __all__ = [
     "load_keras_model",
     "model_degradation",
     "parse_size",
+    "read_tflite_metadata",
 ]

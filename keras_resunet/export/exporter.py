@@ -1,6 +1,7 @@
 """`export_model`: a trained `.keras` model to SavedModel, TFLite (float32 or quantized) and ONNX.
 
-The TFLite quantization variants are described in `keras_resunet.export.quantization`.
+The TFLite quantization variants are described in `keras_resunet.export.quantization`; the
+named inputs (`image`, and `sigma` for a noise-map model) in `keras_resunet.export.inputs`.
 
 Every artifact is verified in its real runtime before the export is kept: float32 artifacts must
 match Keras within `calibration.FLOAT_TOLERANCE` (max abs difference) on random inputs of several
@@ -35,7 +36,8 @@ from keras_resunet.calibration import (
     takes_noise_map,
 )
 from keras_resunet.export import quantization as quantization_variants
-from keras_resunet.export.inputs import with_uint8_io
+from keras_resunet.export.describe import describe_onnx, describe_tflite, model_info
+from keras_resunet.export.inputs import INPUT_IMAGE, INPUT_SIGMA, app_inputs, deployment_model
 from keras_resunet.export.output_folder import (
     REPORT,
     check_output_folder,
@@ -72,7 +74,8 @@ class ExportOptions:
             default: the shipped model's or the run's own, else Gaussian noise at `sigma`.
         io: "float32" (NHWC in [0, 1]) or "uint8" (0-255 pixels in and out, the scaling,
             clipping and rounding inside the model: what an app feeding camera bytes wants;
-            a noise-level map channel is then sigma * 255).
+            a noise-map model's `sigma` input is then on the 0-255 scale too). Every file
+            takes the inputs of `inputs.deployment_model` and describes them (`describe`).
         noise_bands: for a noise-level-map model, ((low, high), ...) sigma bands on [0, 1]:
             each calibrated TFLite variant is written once per band, calibrated on crops noisy
             at levels across that band only (`quantization.NOISE_BANDS` is a good choice);
@@ -243,20 +246,31 @@ def export_model(
     )
     if degradations.noise_level(degradation) is None:  # a noise range (a noise-map run's)
         degradation = degradations.GaussianNoise(options.sigma)
-    channels = model.input_shape[-1]
-    check_images = [image for image in check_images if image.shape[-1] == model.output_shape[-1]]
+    noise_map = takes_noise_map(model)
+    image_channels = model.output_shape[-1]
+    check_images = [image for image in check_images if image.shape[-1] == image_channels]
     codec = Codec(options.io)
-    if options.io == "uint8":
-        model = with_uint8_io(model)
+    info = model_info(
+        f"keras_resunet {Path(model_path).stem}",
+        _version("keras_resunet") or "unknown",
+        image_channels,
+        noise_map,
+        options.io,
+        "Image restoration (" + _purpose(degradation, noise_map) + ") by a residual UNet: "
+        "pass the image" + (" and its noise level" if noise_map else "") + ", read `restored`.",
+    )
+    raw, model = model, deployment_model(model, options.io)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         make_readable(scratch)
-        artifacts = _write_artifacts(model, scratch, options, check_images, degradation, codec, log)
-        references = {None: _Reference(model, check_images, degradation, codec)}
+        artifacts = _write_artifacts(
+            model, raw, scratch, options, check_images, degradation, codec, info, log
+        )
+        references = {None: _Reference(model, raw, check_images, degradation, codec)}
         for band in options.noise_bands:  # checked in the middle of the band
             middle = degradations.GaussianNoise(sum(band) / 2)
-            references[band] = _Reference(model, check_images, middle, codec)
+            references[band] = _Reference(model, raw, check_images, middle, codec)
         for artifact in artifacts:
             reference = references[artifact.noise_band and tuple(artifact.noise_band)]
             artifact.checks = _verify(artifact, scratch, reference, options, log)
@@ -269,17 +283,18 @@ def export_model(
             "float_tolerance": codec.tolerance,
             "io": options.io,
             "onnx_opset": ONNX_OPSET,
+            "description": info.properties(),
             "artifacts": [asdict(artifact) for artifact in artifacts],
         }
         for artifact in artifacts:
             sidecar = {
                 **{k: v for k, v in report.items() if k != "artifacts"},
                 **asdict(artifact),
-                "input": _input_spec(artifact, channels, options, takes_noise_map(model)),
-                "output": (
-                    "restored image, same height and width as the input, "
-                    + ("uint8, 0-255" if options.io == "uint8" else "float32, [0, 1] nominal")
-                ),
+                "inputs": _input_spec(artifact, image_channels, options, noise_map),
+                "output": {
+                    "name": info.outputs[0].name,
+                    "description": info.outputs[0].description,
+                },
             }
             (scratch / f"{artifact.path}.json").write_text(json.dumps(sidecar, indent=2))
         (scratch / REPORT).write_text(json.dumps(report, indent=2))
@@ -290,29 +305,34 @@ def export_model(
     return report
 
 
-def _write_artifacts(model, folder, options, check_images, degradation, codec, log):
+def _signature(raw, io, fixed_size=None):
+    """The export signature of `deployment_model(raw, io)`: named `image` (and `sigma`)."""
     import tensorflow as tf
 
+    batch, (height, width) = (1, fixed_size) if fixed_size else (None, (None, None))
+    dtype = tf.uint8 if io == "uint8" else tf.float32
+    image = tf.TensorSpec((batch, height, width, raw.output_shape[-1]), dtype, name=INPUT_IMAGE)
+    if not takes_noise_map(raw):
+        return [image]
+    return [{INPUT_IMAGE: image, INPUT_SIGMA: tf.TensorSpec((batch, 1), tf.float32, INPUT_SIGMA)}]
+
+
+def _write_artifacts(model, raw, folder, options, check_images, degradation, codec, info, log):
     artifacts = []
-    channels = model.input_shape[-1]
-    dtype = tf.uint8 if options.io == "uint8" else tf.float32
-    dynamic_spec = tf.TensorSpec((None, None, None, channels), dtype, name="image")
+    dynamic_spec = _signature(raw, options.io)
     if "savedmodel" in options.formats:
         log("writing SavedModel ...")
         model.export(
             str(folder / "savedmodel"),
             format="tf_saved_model",
             verbose=False,
-            input_signature=[dynamic_spec],
+            input_signature=dynamic_spec,
         )
         artifacts.append(Artifact("savedmodel", "savedmodel", "none"))
     if "tflite" in options.formats:
-        if options.fixed_size:
-            spec = tf.TensorSpec((1, *options.fixed_size, channels), dtype, name="image")
-        else:
-            spec = dynamic_spec
+        spec = _signature(raw, options.io, options.fixed_size)
         with tempfile.TemporaryDirectory() as source:
-            model.export(source, format="tf_saved_model", verbose=False, input_signature=[spec])
+            model.export(source, format="tf_saved_model", verbose=False, input_signature=spec)
             for quantization in options.quantizations:
                 stem = f"model_{'float32' if quantization == 'none' else quantization}"
                 banded = quantization in CALIBRATED and options.noise_bands
@@ -320,11 +340,11 @@ def _write_artifacts(model, folder, options, check_images, degradation, codec, l
                     name = f"{stem}{_band_suffix(band)}.tflite"
                     log(f"converting TFLite ({quantization}{_band_suffix(band)}) ...")
                     data = _convert_tflite(
-                        source, quantization, check_images, spec, model, degradation, codec,
-                        sigmas=band and quantization_variants.band_sigmas(band),
+                        source, quantization, check_images, options.fixed_size, raw,
+                        degradation, codec, sigmas=band and quantization_variants.band_sigmas(band),
                         float_layers=options.float_layers,
                     )  # fmt: skip
-                    (folder / name).write_bytes(data)
+                    (folder / name).write_bytes(describe_tflite(data, info))
                     band = band and list(band)
                     artifacts.append(Artifact(name, "tflite", quantization, noise_band=band))
     if "onnx" in options.formats:
@@ -334,11 +354,12 @@ def _write_artifacts(model, folder, options, check_images, degradation, codec, l
                 str(folder / "model.onnx"),
                 format="onnx",
                 verbose=False,
-                input_signature=[dynamic_spec],
+                input_signature=dynamic_spec,
                 opset_version=ONNX_OPSET,
             )
         except Exception as error:
             raise ExportError(f"ONNX conversion failed: {error}") from error
+        describe_onnx(folder / "model.onnx", info)
         artifacts.append(Artifact("model.onnx", "onnx", "none"))
     return artifacts
 
@@ -351,29 +372,40 @@ def _convert_tflite(
     saved_model_dir,
     quantization,
     check_images,
-    spec,
-    model,
+    fixed_size,
+    raw,
     degradation,
     codec,
     sigmas=None,
     float_layers=None,
 ):
-    dataset = None
+    """`raw`: the Keras model inside the exported one (its layers choose int8_selective's float
+    layers; the calibration samples are laid out as it takes them)."""
+    dataset = named = None
+    noise_map = takes_noise_map(raw)
     if quantization in quantization_variants.CALIBRATED:
         dataset = representative(
             check_images,
-            spec,
-            takes_noise_map(model),
+            fixed_size,
+            noise_map,
             codec,
             degradation,
             sigmas=sigmas or CALIBRATION_SIGMAS,
         )
+        named = dataset
+        if noise_map:  # the exported model's inputs, in its order (names sorted: image, sigma)
+
+            def named():
+                for sample in dataset():
+                    inputs = app_inputs(sample[0])
+                    yield [inputs[INPUT_IMAGE], inputs[INPUT_SIGMA]]
+
     ranking = None
     if quantization == "int8_selective":  # float I/O (ExportOptions refuses uint8 with it)
-        ranking = quantization_variants.sensitivity_ranking(model, dataset)
+        ranking = quantization_variants.sensitivity_ranking(raw, dataset)
     try:
         return quantization_variants.convert(
-            saved_model_dir, quantization, dataset, float_layers=float_layers, ranking=ranking
+            saved_model_dir, quantization, named, float_layers=float_layers, ranking=ranking
         )
     except Exception as error:
         raise ExportError(f"TFLite conversion ({quantization}) failed: {error}") from error
@@ -382,15 +414,17 @@ def _convert_tflite(
 class _Reference:
     """The Keras model's outputs, computed once, for comparing every artifact."""
 
-    def __init__(self, model, check_images, degradation, codec):
-        self.model = model
+    def __init__(self, model, raw, check_images, degradation, codec):
+        self.model = model  # the exported (deployment) model; batches are laid out as `raw`'s
+        self.noise_map = takes_noise_map(raw)
+        self.channels = raw.input_shape[-1]
         self.codec = codec
         # whole images degraded, then their centres cut: a blurred crop would wrap its edges
         degraded, clean = data.evaluation_pairs(check_images[:4], degradation, seed=0)
         self.clean = [_centre(image, 256) for image in clean]
         degraded = [_centre(image, 256) for image in degraded]
         sigma = degradations.noise_level(degradation)
-        self.degraded = [model_input(d, sigma, takes_noise_map(model)) for d in degraded]
+        self.degraded = [model_input(d, sigma, self.noise_map) for d in degraded]
         self.cache = {}
 
     def keras(self, batch):
@@ -398,7 +432,8 @@ class _Reference:
         batch = self.codec.encode(batch)
         key = (batch.shape, hash(batch.tobytes()))
         if key not in self.cache:
-            self.cache[key] = self.codec.decode(self.model.predict(batch, verbose=0))
+            inputs = app_inputs(batch) if self.noise_map else batch
+            self.cache[key] = self.codec.decode(self.model.predict(inputs, verbose=0))
         return self.cache[key]
 
 
@@ -417,7 +452,7 @@ def _verify(artifact, folder, reference, options, log):
     from keras_resunet.metrics import psnr
 
     runner = Runner(folder / artifact.path)
-    channels = reference.model.input_shape[-1]
+    channels = reference.channels
     fixed = options.fixed_size if artifact.format == "tflite" else None
     batches = _check_batches(channels, fixed)
     batches += [d[None] for d in reference.degraded if not fixed or d.shape[:2] == tuple(fixed)]
@@ -467,22 +502,43 @@ def _verify(artifact, folder, reference, options, log):
 
 
 def _input_spec(artifact, channels, options, noise_map):
-    if artifact.format == "tflite" and options.fixed_size:
-        shape = [1, *options.fixed_size, channels]
-    else:
-        shape = [-1, -1, -1, channels]
-    spec = {"shape": shape, "layout": "NHWC", "dtype": options.io}
-    spec["range"] = [0, 255] if options.io == "uint8" else [0.0, 1.0]
-    if noise_map:
-        scale = "sigma * 255" if options.io == "uint8" else "sigma on the [0, 1] scale"
-        spec["channels"] = f"image, then a constant noise-level map ({scale})"
+    """The sidecar's list of named inputs: shape, layout, type and range of each."""
+    fixed = artifact.format == "tflite" and options.fixed_size
+    batch = 1 if fixed else -1
+    uint8 = options.io == "uint8"
+    image = {
+        "name": INPUT_IMAGE,
+        "shape": [batch, *(options.fixed_size if fixed else (-1, -1)), channels],
+        "layout": "NHWC",
+        "channels": "RGB" if channels == 3 else "gray" if channels == 1 else channels,
+        "dtype": options.io,
+        "range": [0, 255] if uint8 else [0.0, 1.0],
+    }
     if artifact.noise_band:
         low, high = artifact.noise_band
-        spec["noise_levels"] = (
+        image["noise_levels"] = (
             f"calibrated for sigma {low:g} to {high:g} on the [0, 1] scale: give this file the "
             "images whose noise level lies in that band"
         )
-    return spec
+    if not noise_map:
+        return [image]
+    sigma = {
+        "name": INPUT_SIGMA,
+        "shape": [batch, 1],
+        "dtype": "float32",
+        "range": [0, 255] if uint8 else [0.0, 1.0],
+        "meaning": "the noise standard deviation on the image's scale",
+    }
+    return [image, sigma]
+
+
+def _purpose(degradation, noise_map):
+    if noise_map:
+        return "Gaussian noise of a given level"
+    sigma = degradations.noise_level(degradation)
+    blurred = degradations.blur_kernel(degradation) is not None
+    what = f"Gaussian noise sigma {sigma:g} on [0, 1]" if sigma else "degradation"
+    return f"blur and {what}" if blurred else what
 
 
 def _sha256(path):

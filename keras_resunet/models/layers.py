@@ -32,6 +32,14 @@ class PadToMultiple(keras.layers.Layer):
     def call(self, x):
         if self.multiple == 1:
             return x
+        smallest = minimum_size(self.multiple)
+        # a known size is checked here (eager calls): a graph's MirrorPad error names no size
+        known = [side for side in x.shape[1:3] if isinstance(side, int)]
+        if known and min(known) < smallest:
+            raise ValueError(
+                f"Images must be at least {smallest}x{smallest} pixels for this model (it "
+                f"pads them to a multiple of {self.multiple}). Received: shape {tuple(x.shape)}"
+            )
         shape = ops.shape(x)
         # (m - h % m) % m rather than (-h) % m: ONNX converters turn the modulo of a negative
         # number into C's remainder, which would give a negative pad.
@@ -185,3 +193,19 @@ class ToUint8(keras.layers.Layer):
 
     def compute_output_spec(self, x):
         return keras.KerasTensor(x.shape, dtype="uint8")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class NoiseLevelMap(keras.layers.Layer):
+    """[image (N, H, W, C), sigma (N, 1)] -> (N, H, W, C + 1): the image with a constant
+    noise-level channel, so an exported noise-map model takes a number, not a map."""
+
+    def call(self, inputs):
+        image, sigma = inputs
+        level = ops.ones_like(image[..., :1]) * ops.cast(sigma, image.dtype)[:, None, None, :]
+        return ops.concatenate([image, level], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        image_shape, _ = input_shapes
+        channels = None if image_shape[-1] is None else image_shape[-1] + 1
+        return (*image_shape[:-1], channels)
