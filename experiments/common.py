@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_resunet import data, datasets, degradations, evaluation, results, training
-from keras_resunet.inference import Denoiser, restore_image
+from keras_resunet.denoisers import Denoiser
+from keras_resunet.inference import restore_image
 from keras_resunet.training.run_folder import training_budget
 
 

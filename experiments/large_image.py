@@ -20,7 +20,8 @@ from keras_resunet.provenance import command_line, machine_description
 
 CHILD = """
 import resource, sys, time, numpy as np
-from keras_resunet.inference import KerasDenoiser, load_denoiser, restore_image
+from keras_resunet.denoisers import KerasDenoiser
+from keras_resunet.inference import load_denoiser, restore_image
 from keras_resunet.models import build_resunet
 spec, height, width, tile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 denoiser = KerasDenoiser(build_resunet()) if spec == "untrained" else load_denoiser(spec)

@@ -287,12 +287,11 @@ def _recipe_ab(folder=Path("results/noise_levels")):
         return "The recipe's levers have not been compared in A/B runs yet.\n"
     records = [(path, json.loads(path.read_text())) for path in paths]
     sigmas = list(records[0][1]["start_psnr"])
-    rows = [
-        "| A/B | arm | change | parameters | steps | train min | "
-        + " | ".join(f"sigma {s}" for s in sigmas)
-        + " |",
-        "| --- | --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in sigmas) + " |",
-    ]
+    rows = results.table_header(
+        ["A/B", "arm", "change", "parameters", "steps", "train min"]
+        + [f"sigma {s}" for s in sigmas],
+        left=3,
+    )
     for path, record in records:
         for name, arm in record["arms"].items():
             change = _change_text(arm.get("changes", {}))
@@ -354,18 +353,14 @@ def readme(summary):
     sigmas = summary["sigmas_255"]
     validation = f"{VALIDATION}@{sigmas[0]}" in rows["noise_map"]
     previous = (summary.get("previous") or {}).get("known_sigma", {})
-    table = [
-        (
-            "| sigma (/255) | noise-map ResUNet CBSD68 | BSDS300 test "
-            + (f"| {VALIDATION} " if validation else "")
-            + (f"| {VALIDATION}, previous model " if previous else "")
-            + "| sigma-0.1 ResUNet CBSD68 "
-            "| CBM3D (published) | FFDNet (published) | DRUNet (published) |"
-        ),
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        + (" ---: |" if validation else "")
-        + (" ---: |" if previous else ""),
-    ]
+    table = results.table_header(
+        ["sigma (/255)", "noise-map ResUNet CBSD68", "BSDS300 test"]
+        + ([VALIDATION] if validation else [])
+        + ([f"{VALIDATION}, previous model"] if previous else [])
+        + ["sigma-0.1 ResUNet CBSD68", "CBM3D (published)", "FFDNet (published)"]
+        + ["DRUNet (published)"],
+        left=0,
+    )
     for s in sigmas:
         published = [PUBLISHED[m].get(s) for m in ("CBM3D", "FFDNet", "DRUNet")]
         extra = f"| {rows['noise_map'][f'{VALIDATION}@{s}']['psnr']:.2f} " if validation else ""
@@ -379,20 +374,20 @@ def readme(summary):
             + " |"
         )
     clip = summary["sigma_0.1_clipping"]
-    clip_rows = [
-        "| model | test set | unclipped | 8-bit inputs | change |",
-        "| --- | --- | ---: | ---: | ---: |",
-    ]
+    clip_rows = results.table_header(
+        ["model", "test set", "unclipped", "8-bit inputs", "change"], left=2
+    )
     for label, name in (("noise_map", "noise-map ResUNet"), ("reference", "sigma-0.1 ResUNet")):
         for dataset in ("CBSD68", "BSDS300"):
             a = clip[f"{label}/{dataset}/unclipped"]["psnr"]
             b = clip[f"{label}/{dataset}/8-bit"]["psnr"]
             clip_rows.append(f"| {name} | {dataset} | {a:.2f} | {b:.2f} | {b - a:+.2f} |")
     mismatch = summary["sigma_mismatch_cbsd68"]
-    mismatch_rows = [
-        "| true sigma (/255) | given true | given -30% | given +30% | estimated (mean estimate) |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-    ]
+    mismatch_rows = results.table_header(
+        ["true sigma (/255)", "given true", "given -30%", "given +30%"]
+        + ["estimated (mean estimate)"],
+        left=0,
+    )
     for s in CLASSICAL_SIGMAS_255:
         estimated = mismatch[f"{s}/estimated"]
         mismatch_rows.append(
@@ -401,10 +396,9 @@ def readme(summary):
             f"| {estimated['psnr']:.2f} ({estimated['sigma_estimated_mean_255']:.1f}) |"
         )
     classical = summary["classical_cbsd68_first_images"]
-    classical_rows = [
-        "| sigma (/255) | noise-map ResUNet | CBM3D | NLM |",
-        "| ---: | ---: | ---: | ---: |",
-    ]
+    classical_rows = results.table_header(
+        ["sigma (/255)", "noise-map ResUNet", "CBM3D", "NLM"], left=0
+    )
     for s in CLASSICAL_SIGMAS_255:
         if f"noise_map@{s}" in classical:
             classical_rows.append(

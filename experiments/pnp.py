@@ -337,10 +337,12 @@ def _cell(value):
 def readme(summary):
     parts = []
     if "deblur" in summary:
-        table = [
-            "| set | kernels | noise (/255) | inputs | blurred | plug-and-play | BM3D deblurring (first photos) | plug-and-play, same photos | kernels won against BM3D (smallest margin, dB) | Wiener | dedicated model |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
+        table = results.table_header(
+            ["set", "kernels", "noise (/255)", "inputs", "blurred", "plug-and-play",
+             "BM3D deblurring (first photos)", "plug-and-play, same photos",
+             "kernels won against BM3D (smallest margin, dB)", "Wiener", "dedicated model"],
+            left=2,
+        )  # fmt: skip
         for set_name, by_kernels in summary["deblur"]["rows"].items():
             for kernel_set, by_noise in by_kernels.items():
                 for noise, scores in by_noise.items():
@@ -372,10 +374,9 @@ def readme(summary):
             "![Deblurred crops](deblur.png)\n"
         )
     if "home" in summary:
-        rows = [
-            "| test set | images | blurred | plug-and-play | dedicated model |",
-            "| --- | ---: | ---: | ---: | ---: |",
-        ]
+        rows = results.table_header(
+            ["test set", "images", "blurred", "plug-and-play", "dedicated model"]
+        )
         for name, found in summary["home"].items():
             rows.append(
                 f"| {name} | {found['images']} | {found['degraded']:.2f} | {found['pnp']:.2f} | {found['dedicated']:.2f} |"
@@ -386,10 +387,9 @@ def readme(summary):
             f"{_measured_by(summary, 'home')}\n\n" + "\n".join(rows) + "\n"
         )
     if "sr" in summary:
-        rows = [
-            "| set | scale @ noise (/255) | bicubic interpolation | plug-and-play |",
-            "| --- | --- | ---: | ---: |",
-        ]
+        rows = results.table_header(
+            ["set", "scale @ noise (/255)", "bicubic interpolation", "plug-and-play"], left=2
+        )
         for set_name, found in summary["sr"].items():
             for key, scores in found.items():
                 rows.append(
@@ -402,7 +402,7 @@ def readme(summary):
             + "\n"
         )
     if "iteration_sweep" in summary:
-        rows = ["| iterations | PSNR (dB) | s per image |", "| ---: | ---: | ---: |"]
+        rows = results.table_header(["iterations", "PSNR (dB)", "s per image"], left=0)
         sweep = summary["iteration_sweep"]
         if isinstance(sweep, list):  # written before the sweep moved to validation photos
             sweep = {"data": "Set3C", "rows": sweep}

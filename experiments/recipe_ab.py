@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import common
-from keras_resunet import data, data_sources, degradations, evaluation, provenance
+from keras_resunet import data, data_sources, degradations, evaluation, provenance, results
 from keras_resunet.inference import load_denoiser
 from keras_resunet.io import write_text_atomically
 
@@ -146,7 +146,7 @@ def run(args):
 
 def table(record):
     """The A/B record as a Markdown page."""
-    sigmas = " | ".join(f"sigma {s}" for s in SIGMAS_255)
+    sigmas = [f"sigma {s}" for s in SIGMAS_255]
     lines = [
         "# Noise-map recipe A/B",
         "",
@@ -159,13 +159,19 @@ def table(record):
         f"Validation: {record['validation']}.  ",
         f"Machine: {record['machine']}",
         "",
-        (
-            f"| arm | change | parameters | steps | train s | {sigmas} | mean gain (dB) | "
-            "dB / CPU-hour |"
+        *results.table_header(
+            [
+                "arm",
+                "change",
+                "parameters",
+                "steps",
+                "train s",
+                *sigmas,
+                "mean gain (dB)",
+                "dB / CPU-hour",
+            ],
+            left=2,
         ),
-        "| --- | --- | ---: | ---: | ---: | "
-        + " | ".join("---:" for _ in SIGMAS_255)
-        + " | ---: | ---: |",
         f"| start | | | | | {' | '.join(f'{v:.3f}' for v in record['start_psnr'].values())} | | |",
     ]
     for name, arm in record["arms"].items():

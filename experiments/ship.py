@@ -122,6 +122,9 @@ def ship(run_dir, name, records, command, note=""):
             f"\n- Checkpoint: the best of the run on `{config.val_data}` (validation crops, "
             f"seeded noise): step {best['steps']:,} of {run_steps:,}, PSNR {scores} dB"
         )
+    header = "\n".join(
+        results.table_header(["test set", "images", "restored with", "PSNR (dB)", "SSIM"], left=3)
+    )
     card = f"""# {name}
 
 {pretrained.PRETRAINED[name].description}. File: `{target.name}` (Keras 3 format, {model.count_params():,}
@@ -139,8 +142,7 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
 
 Measured (seeded evaluation noise, output clipped, mean over images; `{records[0].command}`):
 
-| test set | images | restored with | PSNR (dB) | SSIM |
-| --- | ---: | --- | ---: | ---: |
+{header}
 {rows}
 
 Shipped by `{command}`.

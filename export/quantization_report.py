@@ -246,6 +246,7 @@ def _by_sigma(cases, outputs, psnr):
 
 def _table(record):
     from keras_resunet.export.quantization import BAND_LEVELS
+    from keras_resunet.results import table_header
 
     sigmas = list(record["keras_psnr"])
     lines = [
@@ -262,10 +263,9 @@ def _table(record):
         "",
         *([_int8_source_note(record["int8_source"])] if record.get("int8_source") else []),
         "",
-        "| variant | size (MB) | "
-        + " | ".join(f"change at {s} (dB)" for s in sigmas)
-        + " | max abs diff |",
-        "| --- | ---: | " + " | ".join("---:" for _ in sigmas) + " | ---: |",
+        *table_header(
+            ["variant", "size (MB)", *(f"change at {s} (dB)" for s in sigmas), "max abs diff"]
+        ),
     ]
     for row in record["variants"]:
         lines.append(
@@ -304,8 +304,7 @@ def _table(record):
                 "costs."
             ),
             "",
-            "| rounded | " + " | ".join(f"change at {s} (dB)" for s in sigmas) + " |",
-            "| --- | " + " | ".join("---:" for _ in sigmas) + " |",
+            *table_header(["rounded", *(f"change at {s} (dB)" for s in sigmas)]),
             *(
                 f"| {row['variant']} | "
                 + " | ".join(f"{row['psnr_change_db'][s]:+.3f}" for s in sigmas)
@@ -319,8 +318,7 @@ def _table(record):
         "",
         "RMS error in quantization steps (0.29 is the floor of rounding alone).",
         "",
-        "| op | tensor | range | RMS error / step | max abs error |",
-        "| --- | --- | ---: | ---: | ---: |",
+        *table_header(["op", "tensor", "range", "RMS error / step", "max abs error"], left=2),
     ]
     for row in record["layers"]:
         lines.append(

@@ -44,7 +44,7 @@ def _train(args):
 
 
 def _evaluate(args):
-    from keras_resunet.evaluation import evaluate_folder, format_table, write_json
+    from keras_resunet.evaluation import evaluate_folder, format_report, write_json
 
     result = evaluate_folder(
         args.model or args.method,
@@ -59,7 +59,7 @@ def _evaluate(args):
         limit=args.limit,
         clip=args.clip,
     )
-    print(format_table(result))
+    print(format_report(result))
     if args.json:
         write_json(args.json, result)
 

@@ -14,7 +14,8 @@ import keras
 
 from keras_resunet import data, degradations, io, metrics, pretrained, results
 from keras_resunet.baselines import NLMDenoiser
-from keras_resunet.inference import KerasDenoiser, load_denoiser, restore_image
+from keras_resunet.denoisers import KerasDenoiser
+from keras_resunet.inference import load_denoiser, restore_image
 from keras_resunet.models import build_resunet
 
 TRAIN_IMAGES = ("rocket", "immunohistochemistry", "colorwheel")

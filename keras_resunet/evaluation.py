@@ -4,7 +4,8 @@ import json
 import time
 
 from keras_resunet import data, degradations, metrics
-from keras_resunet.inference import Denoiser, KerasDenoiser, load_denoiser, restore_image
+from keras_resunet.denoisers import Denoiser, KerasDenoiser
+from keras_resunet.inference import load_denoiser, restore_image
 from keras_resunet.io import write_text_atomically
 from keras_resunet.noise_level import estimate_sigma
 
@@ -130,7 +131,9 @@ def write_json(path, result):
     write_text_atomically(path, json.dumps(result, indent=2))
 
 
-def format_table(result):
+def format_report(result):
+    """The console report of one evaluation: PSNR / SSIM in and out per image, then the mean
+    (result tables of experiments are `results.format_table`)."""
     lines = [f"{'image':<16} {'PSNR in':>8} {'PSNR out':>9} {'SSIM in':>8} {'SSIM out':>9}"]
     for record in result["images"]:
         lines.append(

@@ -19,6 +19,9 @@ from keras_resunet.denoisers import (
     self_ensemble,
 )
 
+# the Denoiser API is re-exported here for users (one import for loading and restoring); the
+# library itself imports it from `denoisers`, where it is defined
+
 
 def load_denoiser(spec, degradation=None, cache=None):
     """A denoiser from a method name ("nlm", "bm3d"), a shipped model name or a `.keras` path.

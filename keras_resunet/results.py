@@ -131,6 +131,13 @@ def update_records(path, new_records):
     return records
 
 
+def table_header(columns, left=1):
+    """The first two lines of a Markdown table: `columns`, the first `left` of them
+    left-aligned (names), the others right-aligned (numbers)."""
+    align = ["---" if index < left else "---:" for index in range(len(columns))]
+    return ["| " + " | ".join(columns) + " |", "| " + " | ".join(align) + " |"]
+
+
 def format_table(records, task):
     """A Markdown table: one row per method, PSNR / SSIM per dataset, the poster's PSNR."""
     datasets = sorted({r.dataset for r in records})
@@ -144,7 +151,7 @@ def format_table(records, task):
         header += [f"{dataset} PSNR", f"{dataset} SSIM"]
     header += ["poster PSNR (BSDS300)"] if show_poster else []
     header += ["params", "train steps", "s / MP"]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines = table_header(header, left=len(header))
     for method in methods:
         row = [method]
         sample = None

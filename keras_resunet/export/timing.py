@@ -17,6 +17,7 @@ import numpy as np
 from keras_resunet.export import ExportOptions, export_model, load_keras_model
 from keras_resunet.export.quantization import QUANTIZATIONS
 from keras_resunet.export.runtimes import Runner, onnx_time_by_op
+from keras_resunet.results import table_header
 
 
 @dataclass(frozen=True)
@@ -155,11 +156,19 @@ def _table(result):
         ),
         f"Machine: {result['machine']}",
         "",
-        (
-            "| runtime | artifact | quantization | latency (ms) | MP/s | vs Keras | "
-            "max abs diff | PSNR change (dB) |"
+        *table_header(
+            [
+                "runtime",
+                "artifact",
+                "quantization",
+                "latency (ms)",
+                "MP/s",
+                "vs Keras",
+                "max abs diff",
+                "PSNR change (dB)",
+            ],
+            left=3,
         ),
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["rows"]:
         diff = "" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.1e}"

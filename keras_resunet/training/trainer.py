@@ -171,50 +171,10 @@ def _train_locked(
         return keras.models.load_model(final, compile=False)
     keras.utils.set_random_seed(config.seed)
     tensorflow_backend = keras.backend.backend() == "tensorflow"
-    if tensorflow_backend:
-        strategy = strategy or make_strategy()
-        scope = strategy.scope()
-    elif strategy is not None:
-        raise ValueError(
-            f"tf.distribute needs the TensorFlow backend, not {keras.backend.backend()}"
-        )
-    else:
-        scope = contextlib.nullcontext()
-        torch_conv.enable()  # same numbers, fewer copies (keras_resunet/torch_conv.py)
-    if config.quantization_aware and not tensorflow_backend:
-        raise ValueError("`quantization_aware` runs on the TensorFlow backend (TFLite's own)")
+    strategy, scope = _distribution(strategy, config, tensorflow_backend)
     with scope:
-        model = build_model(config.model, in_channels=config.channels, **config.model_args)
-        # what fit trains: the model, or the model with int8 rounding around its layers (the
-        # same weights); `model` is what gets saved
-        trained = model
-        if config.quantization_aware:
-            from keras_resunet.int8_simulation import with_int8_rounding
-
-            trained = with_int8_rounding(model, _int8_ranges(config, out_dir, images))
-        optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
-        loss = RestorationLoss(config.alpha, config.beta, config.perceptual, config.pixel_loss)
-        trained.compile(
-            optimizer=optimizer, loss=loss, metrics=[psnr_metric], jit_compile=config.jit_compile
-        )
-        trained.optimizer.build(trained.trainable_variables)
-    # A run keeps the checkpoint format it started with: TensorFlow's (tf.train) on the
-    # TensorFlow backend, .keras files on the others; .keras files load on every backend.
-    folder = out_dir / "checkpoints"
-    tf_format = (folder / "checkpoint").is_file()
-    if tf_format and not tensorflow_backend:
-        raise TrainingError(
-            f"{out_dir} has TensorFlow checkpoints: resume it with KERAS_BACKEND=tensorflow"
-        )
-    if tensorflow_backend and (tf_format or not any(folder.glob("ckpt-*.keras"))):
-        import tensorflow as tf
-
-        checkpoint = tf.train.Checkpoint(model=trained, optimizer=trained.optimizer)
-        manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=2)
-        restore = lambda path: checkpoint.restore(path).expect_partial()
-    else:
-        manager = KerasCheckpoints(folder, trained)
-        restore = trained.load_weights
+        model, trained = _compiled_models(config, out_dir, images)
+    manager, restore = _checkpoints(out_dir / "checkpoints", trained, tensorflow_backend)
     done = 0
     if manager.latest_checkpoint:
         restore(manager.latest_checkpoint)
@@ -239,30 +199,14 @@ def _train_locked(
             probabilities=probabilities,
         )
         checkpointer = Checkpointer(manager, chunk, out_dir / "progress.json")
-        callbacks = [checkpointer]
-        if validation_groups is not None:
 
-            def save_best(path):
-                copy = model if precision == "float32" else _float32_copy(model, config)
-                save_atomically(copy, path)
+        def save_best(path):
+            copy = model if precision == "float32" else _float32_copy(model, config)
+            save_atomically(copy, path)
 
-            every = config.val_every or chunk
-            callbacks.append(
-                validation.Validation(validation_groups, every, chunk, out_dir, save_best, log)
-            )
-        callbacks.append(keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True))
-        if tensorflow_available():  # TensorBoard's writers are TensorFlow's
-            callbacks += [
-                keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
-                ImageSummaries(
-                    out_dir / "tensorboard" / "images",
-                    images,
-                    degradation,
-                    chunk,
-                    config.seed,
-                    config.noise_map,
-                ),
-            ]
+        callbacks = [checkpointer] + _callbacks(
+            config, out_dir, images, degradation, validation_groups, save_best, log
+        )
         start = time.time()
         if tensorflow_backend and _multi_worker(strategy):
             from keras_resunet.training.multi_worker import fit_multi_worker
@@ -296,6 +240,84 @@ def _train_locked(
         model = _float32_copy(model, config)
     save_atomically(model, out_dir / "model.keras")
     return model
+
+
+def _distribution(strategy, config, tensorflow_backend):
+    """(strategy, the scope models are built in): a tf.distribute strategy on the TensorFlow
+    backend, none on the others."""
+    if tensorflow_backend:
+        strategy = strategy or make_strategy()
+        return strategy, strategy.scope()
+    if strategy is not None:
+        raise ValueError(
+            f"tf.distribute needs the TensorFlow backend, not {keras.backend.backend()}"
+        )
+    if config.quantization_aware:
+        raise ValueError("`quantization_aware` runs on the TensorFlow backend (TFLite's own)")
+    torch_conv.enable()  # same numbers, fewer copies (keras_resunet/torch_conv.py)
+    return None, contextlib.nullcontext()
+
+
+def _compiled_models(config, out_dir, images):
+    """(the model that gets saved, the model fit trains: itself, or with int8 rounding around
+    its layers for quantization-aware training, the same weights), compiled, optimizer built."""
+    model = build_model(config.model, in_channels=config.channels, **config.model_args)
+    trained = model
+    if config.quantization_aware:
+        from keras_resunet.int8_simulation import with_int8_rounding
+
+        trained = with_int8_rounding(model, _int8_ranges(config, out_dir, images))
+    optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
+    loss = RestorationLoss(config.alpha, config.beta, config.perceptual, config.pixel_loss)
+    trained.compile(
+        optimizer=optimizer, loss=loss, metrics=[psnr_metric], jit_compile=config.jit_compile
+    )
+    trained.optimizer.build(trained.trainable_variables)
+    return model, trained
+
+
+def _checkpoints(folder, trained, tensorflow_backend):
+    """(checkpoint manager, restore function) of the run's checkpoint folder. A run keeps the
+    format it started with: TensorFlow's (tf.train) on the TensorFlow backend, .keras files on
+    the others; .keras files load on every backend."""
+    tf_format = (folder / "checkpoint").is_file()
+    if tf_format and not tensorflow_backend:
+        raise TrainingError(
+            f"{folder.parent} has TensorFlow checkpoints: resume it with KERAS_BACKEND=tensorflow"
+        )
+    if tensorflow_backend and (tf_format or not any(folder.glob("ckpt-*.keras"))):
+        import tensorflow as tf
+
+        checkpoint = tf.train.Checkpoint(model=trained, optimizer=trained.optimizer)
+        manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=2)
+        return manager, lambda path: checkpoint.restore(path).expect_partial()
+    return KerasCheckpoints(folder, trained), trained.load_weights
+
+
+def _callbacks(config, out_dir, images, degradation, validation_groups, save_best, log):
+    """Validation (when the run has validation photos), the CSV log and, where TensorFlow is
+    installed, TensorBoard scalars and image summaries."""
+    chunk = config.checkpoint_every
+    callbacks = []
+    if validation_groups is not None:
+        every = config.val_every or chunk
+        callbacks.append(
+            validation.Validation(validation_groups, every, chunk, out_dir, save_best, log)
+        )
+    callbacks.append(keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True))
+    if tensorflow_available():  # TensorBoard's writers are TensorFlow's
+        callbacks += [
+            keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), update_freq="epoch"),
+            ImageSummaries(
+                out_dir / "tensorboard" / "images",
+                images,
+                degradation,
+                chunk,
+                config.seed,
+                config.noise_map,
+            ),
+        ]
+    return callbacks
 
 
 def _int8_ranges(config, out_dir, images):
