@@ -164,7 +164,7 @@ def super_resolution(args, root, denoiser, log):
                     denoiser,
                     pnp.make_operator(None, scale),
                     noise_255 / 255,
-                    pnp.Schedule(iterations=args.iterations),
+                    pnp.Schedule(iterations=args.sr_iterations),
                     boundary="circular",
                 )
                 bicubic, ours = [], []
@@ -203,8 +203,9 @@ def sweep_images(root, quick):
 
 
 def iteration_sweep(args, root, denoiser, log):
-    """{"data", "rows": [{"iterations", "psnr", "seconds_per_image"}]} on validation crops
-    with the Levin kernels at 2.55/255."""
+    """{"data", "rows": [{"iterations", "psnr", "seconds_per_image"}], "sr_rows": [{"scale",
+    "iterations", "psnr", "bicubic", "seconds_per_image"}]} on validation crops: deblurring
+    with the Levin kernels at 2.55/255; x2 and x4 super-resolution, noise-free and at 2.55/255."""
     images, names = sweep_images(root, args.quick)
     kernels = kernel_sets(root)["levin"][: 2 if args.quick else None]
     sigma = NOISES_255[0] / 255
@@ -223,8 +224,31 @@ def iteration_sweep(args, root, denoiser, log):
             {"iterations": count, "psnr": float(np.mean(scores)), "seconds_per_image": seconds}
         )
         log(f"{count} iterations: {found[-1]}")
+    sr_rows = []
+    for scale in (2, 4):
+        for count in (2, 4) if args.quick else (8, 16, 24):
+            scores, bicubic, start = [], [], time.perf_counter()
+            for level_index, noise_255 in enumerate((0.0, 2.55)):
+                solver = pnp.PlugAndPlay(
+                    denoiser,
+                    pnp.make_operator(None, scale),
+                    noise_255 / 255,
+                    pnp.Schedule(count),
+                    boundary="circular",
+                )
+                for image_index, clean in enumerate(images):
+                    low = solver.degrade(clean, [image_index, scale, level_index])
+                    scores.append(float(metrics.psnr(solver.restore_one(low), clean)))
+                    upscaled = np.clip(pnp.bicubic_upscale(low, scale), 0, 1)
+                    bicubic.append(float(metrics.psnr(upscaled, clean)))
+            seconds = (time.perf_counter() - start) / len(scores)
+            sr_rows.append(
+                {"scale": scale, "iterations": count, "psnr": float(np.mean(scores)),
+                 "bicubic": float(np.mean(bicubic)), "seconds_per_image": seconds}
+            )  # fmt: skip
+            log(f"x{scale}, {count} iterations: {sr_rows[-1]}")
     data = f"Photos1k/val ({', '.join(names)}), {SWEEP_CROP}x{SWEEP_CROP} centre crops"
-    return {"data": data, "rows": found}
+    return {"data": data, "rows": found, "sr_rows": sr_rows}
 
 
 def figure(root, denoiser, dedicated, path):
@@ -267,6 +291,7 @@ def run(args, log=print):
         **provenance.record_fields(args.command),
         "model": args.model,
         "iterations": args.iterations,
+        "sr_iterations": args.sr_iterations,
     }
     made_by = summary.setdefault("made", {})
     if "deblur" in parts:
@@ -328,6 +353,11 @@ def _measured_by(summary, part):
 def _mean(values):
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
+
+
+def _sr_iterations(summary):
+    made = summary.get("made", {}).get("sr", summary)
+    return made.get("sr_iterations", made.get("iterations"))
 
 
 def _cell(value):
@@ -397,9 +427,8 @@ def readme(summary):
                 )
         parts.append(
             "## Super-resolution\n\nBicubic degradation (the bicubic kernel, then every scale-th "
-            f"pixel), noise-free or with noise. {_measured_by(summary, 'sr')}\n\n"
-            + "\n".join(rows)
-            + "\n"
+            f"pixel), noise-free or with noise; {_sr_iterations(summary)} iterations. "
+            f"{_measured_by(summary, 'sr')}\n\n" + "\n".join(rows) + "\n"
         )
     if "iteration_sweep" in summary:
         rows = results.table_header(["iterations", "PSNR (dB)", "s per image"], left=0)
@@ -410,14 +439,28 @@ def readme(summary):
             f"| {r['iterations']} | {r['psnr']:.2f} | {r['seconds_per_image']:.2f} |"
             for r in sweep["rows"]
         ]
-        parts.append(
-            f"## Iterations\n\n{sweep['data']}, the 8 Levin kernels, noise 2.55/255. "
-            f"{_measured_by(summary, 'iterations')}\n\n" + "\n".join(rows) + "\n"
+        text = (
+            f"## Iterations\n\n{sweep['data']}. Deblurring: the 8 Levin kernels, noise "
+            f"2.55/255. {_measured_by(summary, 'iterations')}\n\n" + "\n".join(rows) + "\n"
         )
+        if sweep.get("sr_rows"):
+            sr_table = results.table_header(
+                ["scale", "iterations", "PSNR (dB)", "bicubic (dB)", "s per image"], left=0
+            )
+            sr_table += [
+                f"| x{r['scale']} | {r['iterations']} | {r['psnr']:.2f} | {r['bicubic']:.2f} "
+                f"| {r['seconds_per_image']:.2f} |"
+                for r in sweep["sr_rows"]
+            ]
+            text += (
+                "\nSuper-resolution (bicubic degradation, noise-free and 2.55/255, mean of "
+                "both):\n\n" + "\n".join(sr_table) + "\n"
+            )
+        parts.append(text)
     return f"""# Plug-and-play restoration: deblurring and super-resolution
 
 `{summary["model"]}` as the prior of half-quadratic splitting (`keras_resunet.pnp`,
-{summary["iterations"]} iterations unless said), on {summary["machine"]}. Each part names the
+{summary["iterations"]} iterations for deblurring unless said), on {summary["machine"]}. Each part names the
 command that measured it; `summary.json` keeps the records.
 
 """ + "\n".join(parts)
@@ -427,7 +470,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DENOISER)
     parser.add_argument("--parts", default="deblur,home,sr,iterations")
-    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=pnp.DEBLUR_ITERATIONS)
+    parser.add_argument("--sr-iterations", type=int, default=pnp.SR_ITERATIONS)
     parser.add_argument("--sets", default="Set3C,CBSD68", help="deblurring test sets")
     parser.add_argument("--cbsd68-images", type=int, default=10)
     parser.add_argument("--bm3d-images", type=int, default=3)

@@ -295,7 +295,9 @@ def _add_restore_arguments(command, sigma_help):
 
 def _add_pnp_arguments(command):
     command.add_argument(
-        "--iterations", type=int, default=8, help="data steps and denoiser passes (default 8)"
+        "--iterations",
+        type=int,
+        help="data steps and denoiser passes (default 8 for deblur, 24 for upscale)",
     )
     command.add_argument(
         "--data-root",
@@ -308,12 +310,15 @@ def _operator(args):
     if args.command not in ("deblur", "upscale"):
         return None
     from keras_resunet.kernels import parse_kernel_spec
-    from keras_resunet.pnp import make_operator
+    from keras_resunet.pnp import default_iterations, make_operator
 
-    if args.iterations < 1:
+    if args.iterations is not None and args.iterations < 1:
         raise ValueError(f"--iterations must be >= 1: {args.iterations}")
     kernel = parse_kernel_spec(args.kernel, args.data_root) if args.kernel else None
-    return make_operator(kernel, getattr(args, "scale", 1))
+    operator = make_operator(kernel, getattr(args, "scale", 1))
+    if args.iterations is None:
+        args.iterations = default_iterations(operator)
+    return operator
 
 
 def _check_arguments(parser, args):

@@ -28,6 +28,15 @@ from keras_resunet.operators import MAX_MEGAPIXELS, BlurOperator
 # The noise level a noise-free observation is treated as (DPIR's floor): the data step keeps
 # a finite weight.
 MIN_NOISE = 0.255 / 255
+# Default iteration counts, chosen on validation photos (results/pnp/: the iterations part):
+# deblurring peaks early, super-resolution keeps gaining up to 24 (DPIR's counts too).
+DEBLUR_ITERATIONS = 8
+SR_ITERATIONS = 24
+
+
+def default_iterations(operator):
+    """The iteration count for `operator`: more for upscaling than for deblurring."""
+    return SR_ITERATIONS if getattr(operator, "scale", 1) > 1 else DEBLUR_ITERATIONS
 
 
 @dataclass(frozen=True)

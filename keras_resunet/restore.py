@@ -39,7 +39,8 @@ class RestoreOptions:
         operator: a known blur, or blur + downsampling (`keras_resunet.operators.BlurOperator`):
             `resunet deblur` / `upscale` restore through it by plug-and-play (`keras_resunet.pnp`)
             with a noise-level-map model; None denoises.
-        iterations: plug-and-play iterations (with `operator`).
+        iterations: plug-and-play iterations (with `operator`; default
+            `pnp.default_iterations`: 8 for a blur, 24 for upscaling).
     """
 
     model: str | None = None
@@ -52,9 +53,13 @@ class RestoreOptions:
     seed: int = 0
     skip_existing: bool = False
     operator: object = None
-    iterations: int = 8
+    iterations: int | None = None
 
     def __post_init__(self):
+        if self.iterations is not None and (
+            not isinstance(self.iterations, int) or self.iterations < 1
+        ):
+            raise ValueError(f"`iterations` must be an int >= 1. Received: {self.iterations!r}")
         if self.task not in ("denoise", "deblur_denoise"):
             raise ValueError(f"Unknown task {self.task!r}. Valid: denoise, deblur_denoise")
         if self.sigma is not None:
@@ -304,7 +309,7 @@ def _restore_through_operator(image, index, target, degraded_path, denoiser, opt
     degraded through the operator first, circularly, as the benchmarks are)."""
     from keras_resunet import metrics
     from keras_resunet.operators import check_kernel
-    from keras_resunet.pnp import PlugAndPlay, Schedule, bicubic_upscale
+    from keras_resunet.pnp import PlugAndPlay, Schedule, bicubic_upscale, default_iterations
 
     operator, scale = options.operator, options.operator.scale
     check_kernel(operator.kernel, image.pixels.shape, nonnegative=False)
@@ -327,7 +332,7 @@ def _restore_through_operator(image, index, target, degraded_path, denoiser, opt
         denoiser,
         operator,
         result.sigma,
-        schedule=Schedule(iterations=options.iterations),
+        schedule=Schedule(iterations=options.iterations or default_iterations(operator)),
         ensemble=options.ensemble,
         boundary=boundary,
         tile=options.tile or None,

@@ -254,19 +254,17 @@ def test_quick_budget_shrinks_steps_and_width():
     assert config.model_args == {"base_filters": 4}
 
 
+def _quick_baselines(data_root, tmp_path):
+    """The arguments of a quick baselines run writing under `tmp_path`."""
+    runs, results = str(tmp_path / "runs"), str(tmp_path / "results")
+    return ["--quick", "--data-root", str(data_root), "--runs", runs, "--results", results]
+
+
 def test_quick_baselines_share_the_task_summary(data_root, tmp_path):
     from experiments import baselines
 
     out = tmp_path / "results"
-    quick = [
-        "--quick",
-        "--data-root",
-        str(data_root),
-        "--runs",
-        str(tmp_path / "runs"),
-        "--results",
-        str(out),
-    ]
+    quick = _quick_baselines(data_root, tmp_path)
     assert baselines.main(["--task", "denoise", "--methods", "nlm,bm3d,dncnn", *quick]) == 0
     records = json.loads((out / "denoise" / "summary.json").read_text())
     psnr = {(r["method"], r["dataset"]): r["psnr"] for r in records}
@@ -298,18 +296,7 @@ def test_quick_gray_baselines_evaluate_on_bsd68_and_set12(data_root, tmp_path):
     from experiments import baselines
 
     out = tmp_path / "results"
-    argv = [
-        "--gray",
-        "--methods",
-        "nlm,dncnn",
-        "--quick",
-        "--data-root",
-        str(data_root),
-        "--runs",
-        str(tmp_path / "runs"),
-        "--results",
-        str(out),
-    ]
+    argv = ["--gray", "--methods", "nlm,dncnn", *_quick_baselines(data_root, tmp_path)]
     assert baselines.main(argv) == 0
     records = json.loads((out / "gray_denoise" / "summary.json").read_text())
     found = {(r["method"], r["dataset"]): r for r in records}

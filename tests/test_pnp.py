@@ -262,6 +262,37 @@ def test_the_experiment_script_writes_super_resolution_and_iteration_tables(
     sweep = summary["iteration_sweep"]["rows"]
     assert [row["iterations"] for row in sweep] == [2, 4] and sweep[1]["psnr"] > sweep[0]["psnr"]
     assert summary["iteration_sweep"]["data"].startswith("Photos1k/val")
+    sr_sweep = summary["iteration_sweep"]["sr_rows"]
+    assert [(row["scale"], row["iterations"]) for row in sr_sweep] == [
+        (2, 2),
+        (2, 4),
+        (4, 2),
+        (4, 4),
+    ]
+    assert all(row["psnr"] > row["bicubic"] for row in sr_sweep)
+    assert summary["made"]["sr"]["sr_iterations"] == pnp.SR_ITERATIONS
     readme = (out / "README.md").read_text()
     assert "## Super-resolution" in readme and "## Iterations" in readme
+    assert f"; {pnp.SR_ITERATIONS} iterations." in readme and "| x4 | 4 |" in readme
     assert script.main([*argv, "--parts", "deblur,sharpen"]) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, iterations",
+    [
+        (["deblur", "x.png", "--kernel", "gaussian:1.6"], pnp.DEBLUR_ITERATIONS),
+        (["upscale", "x.png", "--scale", "4"], pnp.SR_ITERATIONS),
+        (["upscale", "x.png", "--scale", "2", "--iterations", "5"], 5),
+        (["upscale", "x.png", "--scale", "2", "--kernel", "gaussian:1"], pnp.SR_ITERATIONS),
+    ],
+)
+def test_upscaling_runs_more_iterations_than_deblurring_unless_told(argv, iterations):
+    from keras_resunet.cli import _check_arguments, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args([*argv, "--output", "out"])
+    _check_arguments(parser, args)
+    assert args.options.iterations == iterations
+    upscaling = argv[0] == "upscale"
+    expected = pnp.SR_ITERATIONS if upscaling else pnp.DEBLUR_ITERATIONS
+    assert pnp.default_iterations(args.options.operator) == expected
