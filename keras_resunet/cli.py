@@ -310,15 +310,12 @@ def _operator(args):
     if args.command not in ("deblur", "upscale"):
         return None
     from keras_resunet.kernels import parse_kernel_spec
-    from keras_resunet.pnp import default_iterations, make_operator
+    from keras_resunet.pnp import make_operator
 
     if args.iterations is not None and args.iterations < 1:
         raise ValueError(f"--iterations must be >= 1: {args.iterations}")
     kernel = parse_kernel_spec(args.kernel, args.data_root) if args.kernel else None
-    operator = make_operator(kernel, getattr(args, "scale", 1))
-    if args.iterations is None:
-        args.iterations = default_iterations(operator)
-    return operator
+    return make_operator(kernel, getattr(args, "scale", 1))
 
 
 def _check_arguments(parser, args):
@@ -339,7 +336,7 @@ def _check_arguments(parser, args):
                 seed=args.seed,
                 skip_existing=args.skip_existing,
                 operator=operator,
-                iterations=getattr(args, "iterations", 8),
+                iterations=getattr(args, "iterations", None),
             )
         except (ValueError, FileNotFoundError) as error:
             parser.error(str(error))

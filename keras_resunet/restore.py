@@ -60,6 +60,10 @@ class RestoreOptions:
             not isinstance(self.iterations, int) or self.iterations < 1
         ):
             raise ValueError(f"`iterations` must be an int >= 1. Received: {self.iterations!r}")
+        if self.iterations is None and self.operator is not None:
+            from keras_resunet.pnp import default_iterations
+
+            object.__setattr__(self, "iterations", default_iterations(self.operator))
         if self.task not in ("denoise", "deblur_denoise"):
             raise ValueError(f"Unknown task {self.task!r}. Valid: denoise, deblur_denoise")
         if self.sigma is not None:
@@ -309,7 +313,7 @@ def _restore_through_operator(image, index, target, degraded_path, denoiser, opt
     degraded through the operator first, circularly, as the benchmarks are)."""
     from keras_resunet import metrics
     from keras_resunet.operators import check_kernel
-    from keras_resunet.pnp import PlugAndPlay, Schedule, bicubic_upscale, default_iterations
+    from keras_resunet.pnp import PlugAndPlay, Schedule, bicubic_upscale
 
     operator, scale = options.operator, options.operator.scale
     check_kernel(operator.kernel, image.pixels.shape, nonnegative=False)
@@ -332,7 +336,7 @@ def _restore_through_operator(image, index, target, degraded_path, denoiser, opt
         denoiser,
         operator,
         result.sigma,
-        schedule=Schedule(iterations=options.iterations or default_iterations(operator)),
+        schedule=Schedule(iterations=options.iterations),
         ensemble=options.ensemble,
         boundary=boundary,
         tile=options.tile or None,

@@ -14,6 +14,7 @@ ONNX: the dynamic dimensions are named `batch`, `height`, `width`, the output is
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -63,11 +64,16 @@ class ModelInfo:
         return props
 
 
+def colour_name(channels):
+    """How an image of `channels` channels is named to an app: RGB, gray, or the count."""
+    return {3: "RGB", 1: "gray"}.get(channels, f"{channels}-channel")
+
+
 def model_info(name, version, channels, noise_map, io, description):
     """What an exported restoration model is and how an app feeds it."""
     uint8 = io == "uint8"
     high, scale = (255.0, 1.0) if uint8 else (1.0, 255.0)
-    colour = "RGB" if channels == 3 else f"{channels}-channel" if channels != 1 else "gray"
+    colour = colour_name(channels)
     kind = "uint8 pixels 0-255" if uint8 else "float32 in [0, 1] (pixels / 255)"
     inputs = [
         TensorInfo(
@@ -223,8 +229,6 @@ def read_tflite_metadata(path_or_bytes):
     description, version, author, license, and per input / output tensor its name,
     description, content ("image" with its colour space, or "feature"), normalization
     mean / std and value range."""
-    from pathlib import Path
-
     from tensorflow.lite.tools import flatbuffer_utils
 
     data = path_or_bytes

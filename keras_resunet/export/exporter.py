@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resunet import data, degradations, pretrained
+from keras_resunet import __version__, data, degradations, pretrained
 from keras_resunet.calibration import (
     CALIBRATION_SIGMAS,
     Codec,
@@ -36,7 +36,12 @@ from keras_resunet.calibration import (
     takes_noise_map,
 )
 from keras_resunet.export import quantization as quantization_variants
-from keras_resunet.export.describe import describe_onnx, describe_tflite, model_info
+from keras_resunet.export.describe import (
+    colour_name,
+    describe_onnx,
+    describe_tflite,
+    model_info,
+)
 from keras_resunet.export.inputs import INPUT_IMAGE, INPUT_SIGMA, app_inputs, deployment_model
 from keras_resunet.export.output_folder import (
     REPORT,
@@ -252,7 +257,7 @@ def export_model(
     codec = Codec(options.io)
     info = model_info(
         f"keras_resunet {Path(model_path).stem}",
-        _version("keras_resunet") or "unknown",
+        __version__,
         image_channels,
         noise_map,
         options.io,
@@ -510,7 +515,7 @@ def _input_spec(artifact, channels, options, noise_map):
         "name": INPUT_IMAGE,
         "shape": [batch, *(options.fixed_size if fixed else (-1, -1)), channels],
         "layout": "NHWC",
-        "channels": "RGB" if channels == 3 else "gray" if channels == 1 else channels,
+        "channels": colour_name(channels),
         "dtype": options.io,
         "range": [0, 255] if uint8 else [0.0, 1.0],
     }
