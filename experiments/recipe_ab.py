@@ -6,11 +6,13 @@
 
 Every arm fine-tunes the same start model with the campaign's config
 (experiments/configs/resunet_noise_map.yaml, or `--config`) and one change, for the same number of training
-pixels (an arm with larger patches takes fewer steps), on the same seeded data stream. Each
-finished arm and the start model are then scored on the 32 BSDS300 test images that are not in
-CBSD68 (a validation set: CBSD68, where the results are reported, never chooses the recipe),
-with seeded noise at sigma 15, 25 and 50 /255 and the true sigma given. Reported: PSNR per sigma,
-the change from the start model, training seconds, and dB per CPU-hour.
+pixels (an arm with larger patches takes fewer steps), on the same seeded data stream (the
+`fresh` arm starts from random weights instead). Each finished arm and the start model are then
+scored on the validation photos: the config's `val_data` (Photos1k/val for the campaign's
+config), or, for a config without one, the 32 BSDS300 test images that are not in CBSD68
+(CBSD68, where the results are reported, never chooses the recipe); seeded noise at sigma 15,
+25 and 50 /255, the true sigma given, whole photos. Reported: PSNR per sigma, the change from
+the start model, training seconds, and dB per CPU-hour.
 
 Runs live in runs/NAME/ARM (resumable). Writes results/noise_levels/NAME.{json,md}: a new
 start model or question gets a new `--name`, so earlier records stay.
@@ -38,6 +40,23 @@ ARMS = {
     "l1": {"pixel_loss": "l1"},
     "psnr_loss": {"pixel_loss": "psnr"},
     "patch128": {"patch_size": 128},
+    # the training photos: BSDS300 train alone, or each of the five sources drawn equally
+    # often (by default every photo is, so the 655 ImageNet photos give half the patches)
+    "bsds_only": {"train_data": ["BSDS300/images/train"]},
+    "sources_equal": {
+        "train_data": [
+            {"folder": folder, "weight": 1.0}
+            for folder in (
+                "BSDS300/images/train",
+                "Photos1k/train/bsds500",
+                "Photos1k/train/imagenet",
+                "Photos1k/train/deepphotostyle",
+                "Photos1k/train/t91",
+            )
+        ]
+    },
+    # what the start model's training is worth: the same pixels from random weights
+    "fresh": {"init_from": None, "learning_rate": 1.0e-4},
     "lr_high": {"learning_rate": 1.5e-4},
     # half the patches from the lowest quarter of the noise range (uniform: a quarter)
     "low_sigma": {"sigma_power": 2.0},
@@ -56,16 +75,26 @@ def arm_steps(overrides, steps, base_patch):
     return max(CHECKPOINT_EVERY, round(scaled / CHECKPOINT_EVERY) * CHECKPOINT_EVERY)
 
 
-def validation_set(data_root=None, limit=None):
-    """(images, names): BSDS300 test images that are not in CBSD68."""
+def validation_set(data_root=None, limit=None, folder=None):
+    """(images, names, description): the photos of `folder` (read recursively, relative to the
+    data root), or without one the BSDS300 test images that are not in CBSD68."""
     root = data_sources.resolve_data_root(data_root)
+    if folder is not None:
+        path = Path(folder).expanduser()
+        path = path if path.is_absolute() else root / path
+        images, paths = data.load_images(path, recursive=True, limit=limit)
+        if not images:
+            raise ValueError(f"no validation image in {path}")
+        names = [str(p.relative_to(path)) for p in paths]
+        return images, names, f"{len(images)} photos of {folder}"
     reported = {path.stem for path in (root / "CBSD68").iterdir()}
     images, paths = data.load_images(root / "BSDS300/images/test")
     kept = [(image, path.name) for image, path in zip(images, paths) if path.stem not in reported]
     kept = kept[:limit]
     if not kept:
         raise ValueError(f"no BSDS300 test image outside CBSD68 under {root}")
-    return [image for image, _ in kept], [name for _, name in kept]
+    description = f"{len(kept)} BSDS300 test images not in CBSD68"
+    return [image for image, _ in kept], [name for _, name in kept], description
 
 
 def score(model_path, images, names):
@@ -89,16 +118,15 @@ def run(args):
         raise FileNotFoundError(f"start model not found: {args.start}")
     steps = min(200, args.steps) if args.quick else args.steps
     limit = 2 if args.quick else None
-    images, names = validation_set(args.data_root, limit)
     base = TrainConfig.from_yaml(args.config)
+    images, names, described = validation_set(args.data_root, limit, base.val_data)
     runs = Path(args.runs) / (f"{args.name}_quick" if args.quick else args.name)
     record = {
         "command": provenance.command_line("experiments.recipe_ab", args.argv),
         "config": args.config,
         "start": args.start,
         "common_changes": BASE,
-        "validation": f"{len(images)} BSDS300 test images not in CBSD68, seeded noise, "
-        "true sigma given",
+        "validation": f"{described}, seeded noise, true sigma given",
         "machine": provenance.machine_description(),
         "start_psnr": score(args.start, images, names)[0],
         "arms": {},
@@ -107,8 +135,8 @@ def run(args):
     for arm in args.arms:
         overrides = {
             **BASE,
-            **ARMS[arm],
             "init_from": args.start,
+            **ARMS[arm],
             "model_args": {**base.model_args, **ARMS[arm].get("model_args", {})},
             "steps": arm_steps(ARMS[arm], steps, base.patch_size),
             "checkpoint_every": CHECKPOINT_EVERY,

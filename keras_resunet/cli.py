@@ -250,7 +250,7 @@ def build_parser():
     export.add_argument(
         "--noise-bands",
         help="noise-map models: one calibrated TFLite file per sigma band on [0, 1], "
-        "e.g. 0:0.098,0.098:0.294 (0-25 and 25-75 /255)",
+        "e.g. 0:0.08,0.08:0.3 (0-20.4 and 20.4-76.5 /255)",
     )
     export.add_argument(
         "--float-layers", type=int, help="layers int8_selective keeps in float (default 10)"

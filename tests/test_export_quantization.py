@@ -110,6 +110,16 @@ def test_noise_bands_parse_check_and_spread_their_calibration_levels():
             q.parse_noise_bands(text)
 
 
+@pytest.mark.parametrize("sigma_255", [0, 5, 10, 15, 25, 30, 35, 50, 60, 75])
+def test_the_default_noise_bands_hold_every_usual_level_away_from_an_edge(sigma_255):
+    bands = q.parse_noise_bands(",".join(f"{low:g}:{high:g}" for low, high in q.NOISE_BANDS))
+    assert bands == q.NOISE_BANDS  # the README writes them in this form
+    band = q.band_of(sigma_255 / 255, bands)
+    assert band is not None
+    between = {high for _, high in bands} & {low for low, _ in bands}  # where one file ends
+    assert between and all(abs(sigma_255 / 255 - edge) > 2 / 255 for edge in between)
+
+
 def test_simulated_int8_rows_change_the_output_by_what_they_round(saved_model):
     from export.quantization_report import simulated_int8
 

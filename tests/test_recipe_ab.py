@@ -47,8 +47,42 @@ def test_arms_get_equal_training_pixels():
 
 def test_validation_images_are_the_test_images_outside_cbsd68(setup):
     tmp_path, _ = setup
-    images, names = recipe_ab.validation_set(tmp_path / "data")
+    images, names, described = recipe_ab.validation_set(tmp_path / "data")
     assert names == ["2.png", "3.png"] and len(images) == 2
+    assert described == "2 BSDS300 test images not in CBSD68"
+
+
+def test_a_config_with_val_data_is_scored_on_those_photos(setup):
+    tmp_path, argv = setup
+    for index, sub in enumerate(["a", "a", "b/c"]):
+        folder = tmp_path / "data" / "val" / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        image = np.round(smooth_image(40, 48, seed=10 + index) * 255).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"{index}.png")
+    images, names, described = recipe_ab.validation_set(tmp_path / "data", folder="val")
+    assert (
+        len(images) == 3
+        and names == ["a/0.png", "a/1.png", "b/c/2.png"]
+        and described == "3 photos of val"
+    )
+    config = tmp_path / "tiny.yaml"
+    config.write_text(config.read_text() + "val_data: val\n")
+    assert recipe_ab.main([*argv, "--arms", "control"]) == 0
+    record = json.loads((tmp_path / "results" / "noise_levels" / "recipe_ab.json").read_text())
+    assert record["validation"].startswith("3 photos of val,")
+    with pytest.raises(FileNotFoundError):
+        recipe_ab.validation_set(tmp_path / "data", folder="missing")
+
+
+def test_the_data_arms_name_valid_sources_and_fresh_starts_from_random_weights():
+    from keras_resunet.data import parse_sources
+
+    for arm in ("bsds_only", "sources_equal"):
+        sources = parse_sources(recipe_ab.ARMS[arm]["train_data"])
+        assert sources[0].folder == "BSDS300/images/train"
+    weights = {s.weight for s in parse_sources(recipe_ab.ARMS["sources_equal"]["train_data"])}
+    assert weights == {1.0}
+    assert recipe_ab.ARMS["fresh"]["init_from"] is None
 
 
 def test_ab_runs_train_score_and_resume_without_retraining(setup):

@@ -27,8 +27,9 @@ FLOAT_LAYERS = 10
 # A noise-map model's int8 activation ranges must hold its activations at every level it is
 # calibrated for; at low noise one range for 0 ... 75/255 costs about half its int8 loss. One
 # file per band of levels, each calibrated on its own band, takes that cost away; an app picks
-# the file by the sigma it feeds the map (results/export/).
-NOISE_BANDS = ((0.0, 25 / 255), (25 / 255, 75 / 255))
+# the file by the sigma it feeds the map (results/export/). The edge (0.08, 20.4/255) sits
+# between the levels people test and use (15 and 25 /255), so each of those has one file.
+NOISE_BANDS = ((0.0, 0.08), (0.08, 0.3))
 BAND_LEVELS = 6  # calibration levels spread over a band, its ends included
 
 
