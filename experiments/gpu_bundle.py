@@ -2,7 +2,7 @@
 PyTorch (or JAX) but neither TensorFlow nor a network.
 
     python -m experiments.gpu_bundle gpu_bundle/ [--config experiments/configs/resunet_noise_map.yaml]
-        [--python-version 3.12] [--no-wheels]
+        [--python-version 3.12] [--no-wheels] [--max-mib 64]
     # on the GPU machine:
     sh gpu_bundle/train.sh [--set steps=20000]
 
@@ -48,6 +48,8 @@ PLATFORMS = (
     "manylinux_2_17_x86_64",
     "manylinux2014_x86_64",
 )
+# what a machine reached through a transfer-limited tool takes; a folder copied by hand can
+# be larger (`--max-mib`)
 MAX_BYTES = 64 * 2**20
 
 TRAIN_SH = """#!/bin/sh
@@ -65,14 +67,15 @@ exec "${{PYTHON:-python3}}" -m keras_resunet.cli train --config experiments/conf
 """
 
 
-def build(out, config, data_root, python_version, wheels=True, log=print):
+def build(out, config, data_root, python_version, wheels=True, log=print, max_bytes=MAX_BYTES):
     """Writes the bundle to the new folder `out` (through a temporary folder); returns its size
     in bytes.
 
     Raises:
         FileExistsError: `out` exists.
         FileNotFoundError: the config, its training images or its `init_from` model is missing.
-        ValueError: the bundle would exceed 64 MiB.
+        ValueError: the bundle would exceed `max_bytes` (checked on the images before any
+            copying, and on the whole folder at the end).
     """
     from keras_resunet import data, data_sources
     from keras_resunet.training import TrainConfig
@@ -92,6 +95,15 @@ def build(out, config, data_root, python_version, wheels=True, log=print):
         if not found.is_dir():
             raise FileNotFoundError(f"training images not found: {found}")
         sources[images] = found
+    data_bytes = sum(
+        p.stat().st_size for f in sources.values() for p in f.rglob("*") if p.is_file()
+    )
+    if data_bytes > max_bytes:
+        raise ValueError(
+            f"the config's images take {data_bytes / 2**20:.1f} MiB, over the bundle's "
+            f"{max_bytes / 2**20:.0f} MiB: give a larger --max-mib where the folder is copied "
+            "by hand"
+        )
     scratch = out.with_name(f".{out.name}.partial")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
@@ -130,8 +142,10 @@ def build(out, config, data_root, python_version, wheels=True, log=print):
         script.write_text(TRAIN_SH.format(config=config.name, name=config.stem))
         script.chmod(0o755)
         size = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file())
-        if size > MAX_BYTES:
-            raise ValueError(f"the bundle would take {size / 2**20:.1f} MiB, over 64 MiB")
+        if size > max_bytes:
+            raise ValueError(
+                f"the bundle would take {size / 2**20:.1f} MiB, over {max_bytes / 2**20:.0f} MiB"
+            )
         scratch.rename(out)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -156,10 +170,18 @@ def main(argv=None):
     parser.add_argument("--data-root")
     parser.add_argument("--python-version", default="3.12", help="the GPU machine's Python")
     parser.add_argument("--no-wheels", action="store_true", help="the machine has Keras already")
+    parser.add_argument("--max-mib", type=float, default=MAX_BYTES / 2**20, help="size limit")
     args = parser.parse_args(argv)
+    if args.max_mib <= 0:
+        parser.error("--max-mib must be positive")
     try:
         size = build(
-            args.out, args.config, args.data_root, args.python_version, wheels=not args.no_wheels
+            args.out,
+            args.config,
+            args.data_root,
+            args.python_version,
+            wheels=not args.no_wheels,
+            max_bytes=int(args.max_mib * 2**20),
         )
     except (OSError, ValueError) as error:
         print(f"gpu_bundle: error: {error}", file=sys.stderr)

@@ -68,3 +68,16 @@ def test_an_existing_folder_or_missing_images_are_refused(data_root, tmp_path):
             tmp_path / "new", "experiments/configs/resunet_noise_map.yaml", tmp_path, "3.12"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "taken"]
+
+
+def test_images_over_the_size_limit_are_refused_before_anything_is_written(data_root, tmp_path):
+    config = "experiments/configs/resunet_noise_map.yaml"
+    with pytest.raises(ValueError, match="--max-mib"):
+        gpu_bundle.build(tmp_path / "small", config, data_root, "3.12", max_bytes=1000)
+    assert (
+        gpu_bundle.main(
+            [str(tmp_path / "small"), "--data-root", str(data_root), "--max-mib", "0.001"]
+        )
+        == 1
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
