@@ -60,10 +60,11 @@ ARMS = {
     "lr_high": {"learning_rate": 1.5e-4},
     # half the patches from the lowest quarter of the noise range (uniform: a quarter)
     "low_sigma": {"sigma_power": 2.0},
-    # wider models grow from the start model without changing what it computes
-    # (training.warm_start): 32 features at full resolution, residual branches at half width
-    "wide": {"model_args": {"filters": [32, 32, 64, 128, 256], "bottleneck": 2}},
-    "wider": {"model_args": {"filters": [32, 48, 96, 192, 256], "bottleneck": 2}},
+    # wider models grow from the start model (32, 32, 96, 192, 256 features per level) without
+    # changing what it computes (training.warm_start): 48 features at half resolution, or 48 at
+    # full and half resolution and 128, 256 below
+    "wide": {"model_args": {"filters": [32, 48, 96, 192, 256]}},
+    "wider": {"model_args": {"filters": [48, 48, 128, 256, 256]}},
 }
 CHECKPOINT_EVERY = 100
 
@@ -80,8 +81,7 @@ def validation_set(data_root=None, limit=None, folder=None):
     data root), or without one the BSDS300 test images that are not in CBSD68."""
     root = data_sources.resolve_data_root(data_root)
     if folder is not None:
-        path = Path(folder).expanduser()
-        path = path if path.is_absolute() else root / path
+        path = data_sources.resolve_folder(folder, root)
         images, paths = data.load_images(path, recursive=True, limit=limit)
         if not images:
             raise ValueError(f"no validation image in {path}")

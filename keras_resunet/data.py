@@ -10,13 +10,12 @@ seed derived from its index, so every run and every method sees the same noisy i
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from keras_resunet import degradations
-from keras_resunet.data_sources import resolve_data_root
+from keras_resunet.data_sources import resolve_folder
 from keras_resunet.io import list_images, read_image, to_uint8
 from keras_resunet.precision import tensorflow_available
 
@@ -104,7 +103,7 @@ def load_training_set(sources, data_root=None, channels=3, patch_size=1):
 
     Args:
         sources: `ImageSource`s (see `parse_sources`); relative folders are under the data root.
-        data_root: see `resolve_data_root` (only needed for relative folders).
+        data_root: see `data_sources.resolve_data_root` (only needed for relative folders).
         channels: 1 or 3.
         patch_size: int, the training patch side.
 
@@ -119,10 +118,7 @@ def load_training_set(sources, data_root=None, channels=3, patch_size=1):
     start = time.time()
     folders = []
     for source in sources:
-        folder = Path(source.folder).expanduser()
-        if not folder.is_absolute():
-            folder = resolve_data_root(data_root) / folder
-        folders.append(folder)
+        folders.append(resolve_folder(source.folder, data_root))
     missing = [str(folder) for folder in folders if not folder.is_dir()]
     if missing:
         raise FileNotFoundError(f"Training image folders not found: {', '.join(missing)}")

@@ -43,6 +43,13 @@ def resolve_data_root(data_root=None):
     return fallback
 
 
+def resolve_folder(folder, data_root=None):
+    """`folder` as given when absolute, else under the dataset root (`resolve_data_root`, which
+    is only looked up for a relative folder)."""
+    folder = Path(folder).expanduser()
+    return folder if folder.is_absolute() else resolve_data_root(data_root) / folder
+
+
 def tree_digest(folder, suffixes=(".jpg",)):
     """SHA-256 of the sorted 'relative/path file-sha256' lines of files under `folder`."""
     folder = Path(folder)

@@ -19,6 +19,17 @@ def test_data_root_resolution(tmp_path, monkeypatch):
         data_sources.resolve_data_root()
 
 
+def test_folders_resolve_under_the_data_root_unless_absolute(tmp_path, monkeypatch):
+    monkeypatch.delenv(data_sources.DATA_ROOT_ENV, raising=False)
+    absolute = tmp_path / "photos"
+    # an absolute folder never looks the root up, so a missing root does not matter
+    assert data_sources.resolve_folder(absolute, tmp_path / "missing") == absolute
+    for relative in ("Photos1k/val", "BSDS300/images/train"):
+        assert data_sources.resolve_folder(relative, tmp_path) == tmp_path / relative
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data_sources.resolve_folder("Photos1k/val", tmp_path / "missing")
+
+
 def test_download_refuses_existing_target_and_checks_digest(tmp_path):
     (tmp_path / "BSDS300").mkdir()
     with pytest.raises(FileExistsError):

@@ -40,9 +40,7 @@ def validation_inputs(folder, config, data_root=None, crop=CROP):
     Raises:
         FileNotFoundError: the folder does not exist.
     """
-    folder = Path(folder).expanduser()
-    if not folder.is_absolute():
-        folder = data_sources.resolve_data_root(data_root) / folder
+    folder = data_sources.resolve_folder(folder, data_root)
     if not folder.is_dir():
         raise FileNotFoundError(f"Validation image folder not found: {folder}")
     crops = [
