@@ -39,7 +39,8 @@ def _train(args):
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise ValueError(f"{out} already holds a run: pass --resume to continue it")
-    train(config, out)
+    time_limit = None if args.time_limit is None else args.time_limit * 60
+    train(config, out, time_limit=time_limit)
     print(f"model written to {out / 'model.keras'}")
 
 
@@ -138,6 +139,17 @@ def _sigma(text):
     return value
 
 
+def _positive_minutes(text):
+    """argparse type for a time limit: a finite number of minutes above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of minutes: {text!r}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="resunet", description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
@@ -163,6 +175,12 @@ def build_parser():
     train.add_argument("--config", required=True, help="experiments/configs/<name>.yaml")
     train.add_argument("--out", required=True, help="run folder (runs/<name>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument(
+        "--time-limit",
+        type=_positive_minutes,
+        metavar="MINUTES",
+        help="stop at the last checkpoint that ends within MINUTES (--resume continues)",
+    )
     train.add_argument(
         "--data-root", help="dataset root (default: $KERAS_RESUNET_DATA, else ../shared/datasets)"
     )

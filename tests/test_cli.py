@@ -212,6 +212,10 @@ def test_a_bad_training_config_is_one_line_and_leaves_no_run_folder(tmp_path, ca
         ["evaluate", "--method", "nlm", "--data", "x", "--sigma", "-0.1"],
         ["denoise", "x", "--output", "o", "--tile", "-5"],
         ["denoise", "x", "--output", "o", "--tile", "64", "--overlap", "80"],
+        *(
+            ["train", "--config", "c.yaml", "--out", "o", "--time-limit", minutes]
+            for minutes in ("0", "-5", "inf", "ten")
+        ),
     ],
 )
 def test_arguments_are_checked_before_any_work(argv, capsys):

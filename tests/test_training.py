@@ -733,3 +733,53 @@ def test_of_several_starts_at_once_exactly_one_takes_the_run(tmp_path):
     (tmp_path / ".lock").write_text("")
     with pytest.raises(TrainingError, match="another process"):
         RunLock(tmp_path).__enter__()
+
+
+def test_a_time_limit_stops_at_a_checkpoint_and_the_run_continues_to_its_steps(tmp_path):
+    lines = []
+    config = tiny_config(steps=30)
+    # any chunk outlasts a microsecond: the run stops after its first one
+    train(config, tmp_path / "run", images=IMAGES, log=lines.append, time_limit=1e-6)
+    progress = json.loads((tmp_path / "run" / "progress.json").read_text())
+    assert progress["steps"] == 10
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert any("stopped at step 10 of 30" in line for line in lines)
+    lines.clear()
+    train(config, tmp_path / "run", images=IMAGES, log=lines.append, time_limit=3600)
+    assert "at step 10" in lines[0]
+    assert json.loads((tmp_path / "run" / "progress.json").read_text())["steps"] == 30
+    assert not any("time limit" in line for line in lines)
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="time_limit"):
+            train(config, tmp_path / "other", images=IMAGES, log=lines.append, time_limit=bad)
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    "chunk_seconds, limit, chunks_run, stopped",
+    [
+        ((10, 10, 10, 10), 35, 3, True),
+        ((10, 10, 10, 10), 40, 4, True),  # a fifth would end at 50
+        ((10, 10, 10, 10), 50, 4, False),
+        ((30, 5, 5, 5), 40, 1, True),  # the mean so far predicts the next: 30 s
+        ((5,), 1, 1, True),  # the first chunk always runs
+    ],
+)
+def test_the_time_limit_stops_before_a_chunk_that_would_end_past_it(
+    chunk_seconds, limit, chunks_run, stopped
+):
+    from keras_resunet.training.callbacks import TimeLimit
+
+    now = [100.0]
+    callback = TimeLimit(limit, started=100.0, clock=lambda: now[0])
+    callback.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    callback.model.stop_training = False
+    callback.on_train_begin()
+    run = 0
+    for epoch, seconds in enumerate(chunk_seconds):
+        now[0] += seconds
+        run += 1
+        callback.on_epoch_end(epoch)
+        if callback.model.stop_training:
+            break
+    assert (run, callback.stopped) == (chunks_run, stopped)

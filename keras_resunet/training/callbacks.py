@@ -1,4 +1,5 @@
-"""Callbacks of the trainer: checkpoints with progress, and image summaries for TensorBoard."""
+"""Callbacks of the trainer: checkpoints with progress, a time limit, and image summaries for
+TensorBoard."""
 
 import json
 import math
@@ -41,6 +42,29 @@ class Checkpointer(keras.callbacks.Callback):
             seconds = self.seconds_before + time.time() - self.start
             progress = {"steps": steps, "train_seconds": round(seconds, 1)}
             write_text_atomically(self.progress_path, json.dumps(progress))
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops a run at its last checkpoint that ends within `seconds` of `started`: after each
+    chunk, when one more (at the mean chunk time so far) would end past the limit. The first
+    chunk always runs; the run stays resumable."""
+
+    def __init__(self, seconds, started, clock=time.time):
+        super().__init__()
+        self.seconds, self.started, self.clock = seconds, started, clock
+        self.chunks = 0
+        self.stopped = False
+
+    def on_train_begin(self, logs=None):
+        self.fit_started = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.chunks += 1
+        now = self.clock()
+        per_chunk = (now - self.fit_started) / self.chunks
+        if now + per_chunk > self.started + self.seconds:
+            self.model.stop_training = True
+            self.stopped = True
 
 
 class ImageSummaries(keras.callbacks.Callback):

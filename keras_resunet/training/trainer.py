@@ -32,7 +32,7 @@ from keras_resunet.metrics import psnr_metric
 from keras_resunet.models import build_model
 from keras_resunet.precision import resolve_precision, tensorflow_available
 from keras_resunet.training import validation
-from keras_resunet.training.callbacks import Checkpointer, ImageSummaries
+from keras_resunet.training.callbacks import Checkpointer, ImageSummaries, TimeLimit
 from keras_resunet.training.checkpoints import (
     KerasCheckpoints,
     record_init_budget,
@@ -83,7 +83,7 @@ def _learning_rate(config):
     return config.learning_rate
 
 
-def train(config, out_dir, images=None, strategy=None, log=print):
+def train(config, out_dir, images=None, strategy=None, log=print, time_limit=None):
     """Trains (or resumes) a run in `out_dir`; returns the trained Keras model.
 
     Args:
@@ -94,12 +94,18 @@ def train(config, out_dir, images=None, strategy=None, log=print):
             drawn equally often; default: read `config.train_data` under the data root.
         strategy: optional `tf.distribute.Strategy` (default: `make_strategy()`).
         log: where progress lines go.
+        time_limit: optional seconds from this call: the run stops at the last checkpoint
+            that ends within them (at least one chunk runs) and writes `model.keras`;
+            training the same run again continues it.
 
     Raises:
         TrainingError: when another live process is training `out_dir`; on a non-finite loss
             (the last good checkpoint is kept); or on a config that
             differs from the one the run started with.
     """
+    started = time.time()
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit}")
     # before touching out_dir: a missing data folder must cost nothing
     probabilities = None
     if images is None:
@@ -116,8 +122,17 @@ def train(config, out_dir, images=None, strategy=None, log=print):
     if config.precision == "auto":
         log(f"precision auto: training in {precision} on this machine")
     with RunLock(out_dir), global_dtype_policy(precision):
+        limit = None if time_limit is None else TimeLimit(time_limit, started)
         return _train_locked(
-            config, out_dir, images, strategy, log, precision, probabilities, validation_groups
+            config,
+            out_dir,
+            images,
+            strategy,
+            log,
+            precision,
+            probabilities,
+            validation_groups,
+            limit,
         )
 
 
@@ -162,7 +177,15 @@ def _check_model(config):
 
 
 def _train_locked(
-    config, out_dir, images, strategy, log, precision, probabilities=None, validation_groups=None
+    config,
+    out_dir,
+    images,
+    strategy,
+    log,
+    precision,
+    probabilities=None,
+    validation_groups=None,
+    limit=None,
 ):
     check_or_write_config(config, out_dir)
     final = out_dir / "model.keras"
@@ -207,6 +230,7 @@ def _train_locked(
         callbacks = [checkpointer] + _callbacks(
             config, out_dir, images, degradation, validation_groups, save_best, log
         )
+        callbacks += [limit] if limit is not None else []  # last: sees the chunk's checkpoint
         start = time.time()
         if tensorflow_backend and _multi_worker(strategy):
             from keras_resunet.training.multi_worker import fit_multi_worker
@@ -231,11 +255,17 @@ def _train_locked(
                 f"{manager.latest_checkpoint}"
             )
         seconds = time.time() - start
-        steps_run = config.steps - done
+        reached = read_progress(out_dir)["steps"]
+        steps_run = reached - done
         log(
             f"{steps_run} steps in {seconds:.0f} s "
             f"({steps_run * config.batch_size / seconds:.0f} patches/s)"
         )
+        if reached < config.steps:
+            log(
+                f"time limit: stopped at step {reached} of {config.steps}; training the run "
+                "again (`resunet train ... --resume`) continues it"
+            )
     if precision != "float32":
         model = _float32_copy(model, config)
     save_atomically(model, out_dir / "model.keras")
