@@ -290,11 +290,16 @@ def check_patch_source(images, patch_size, probabilities=None):
     return channels.pop()
 
 
-def training_batches(images, degradation, patch_size, batch_size, seed, steps_per_epoch, **kwargs):
+def training_batches(
+    images, degradation, patch_size, batch_size, seed, steps_per_epoch, workers=0, **kwargs
+):
     """The training stream for `fit`: `patch_dataset` (tf.data) when TensorFlow is installed,
-    else `PatchBatches` (NumPy) of `steps_per_epoch` batches an epoch."""
+    else `PatchBatches` (NumPy) of `steps_per_epoch` batches an epoch, drawn by `workers`
+    processes when there are any."""
     if tensorflow_available():
         return patch_dataset(images, degradation, patch_size, batch_size, seed=seed, **kwargs)
+    if workers:
+        kwargs.update(workers=workers, use_multiprocessing=True)
     return PatchBatches(
         images, degradation, patch_size, batch_size, seed, steps_per_epoch, **kwargs
     )

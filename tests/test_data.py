@@ -117,6 +117,34 @@ def test_numpy_patch_batches_are_seeded_and_carry_a_noise_map():
     assert not np.array_equal(batches[1][1], clean)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_worker_processes_draw_each_epochs_own_seeded_batches(workers, monkeypatch):
+    # Keras' own PyDataset adapter, driven epoch by epoch: the workers see the epoch count
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    monkeypatch.setattr(data, "tensorflow_available", lambda: False)
+    images = [smooth_image(40, 48, seed=i) for i in range(3)]
+    noise = GaussianNoise(sigma_range=(0.0, 0.3))
+
+    def epochs(count, **kwargs):
+        batches = data.training_batches(images, noise, 16, 4, 5, 3, noise_map=True, **kwargs)
+        adapter = PyDatasetAdapter(batches, shuffle=False)
+        drawn = []
+        for _ in range(count):
+            drawn += [degraded.copy() for degraded, _ in adapter.get_numpy_iterator()]
+            adapter.on_epoch_end()
+        return batches, drawn
+
+    in_process, expected = epochs(2)
+    parallel, drawn = epochs(2, workers=workers)
+    assert (in_process.workers, parallel.workers) == (1, workers)
+    assert parallel.use_multiprocessing
+    assert len(drawn) == len(expected) == 6
+    for got, want in zip(drawn, expected):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(expected[0], expected[3])  # the second epoch draws anew
+
+
 def _training_tree(root):
     """Nested folders of mixed sizes: a (a/x: 3 of 40x36, a/y/z: 2 of 64x20), b (2 of 50x50),
     plus a hidden folder that must be ignored."""

@@ -64,6 +64,10 @@ def test_config_from_yaml_rejects_bad_input(tmp_path):
     assert TrainConfig.from_yaml(path).degradation().sigma_power == 2
     with pytest.raises(ValueError, match="`sigma_power` must be a number > 0"):
         TrainConfig.from_yaml(path, overrides=["sigma_power=-1"])
+    assert TrainConfig.from_yaml(path, overrides=["data_workers=8"]).data_workers == 8
+    for bad in ("-1", "2.5", "true", "many"):
+        with pytest.raises(ValueError, match="data_workers"):
+            TrainConfig.from_yaml(path, overrides=[f"data_workers={bad}"])
 
 
 def test_missing_data_folder_fails_before_any_work(tmp_path):
@@ -130,6 +134,10 @@ def test_changed_config_refuses_to_resume_but_more_steps_extend(tmp_path):
     assert [extension["steps"] for extension in record["extended"]] == [30]
     train(tiny_config(steps=30), tmp_path / "run", images=IMAGES, log=lambda _: 0)  # done: no entry
     assert json.loads((tmp_path / "run" / "run.json").read_text()) == record
+    # how many processes draw the batches changes no number: a resume may change it
+    lines = []
+    train(tiny_config(steps=40, data_workers=2), tmp_path / "run", images=IMAGES, log=lines.append)
+    assert "at step 30" in lines[0]
 
 
 def test_bfloat16_training_learns_and_saves_a_float32_model(tmp_path):

@@ -121,7 +121,7 @@ def _process_alive(pid):
     return True
 
 
-_RESUMABLE_KEYS = ("steps", "init_from", "checkpoint_every")
+_RESUMABLE_KEYS = ("steps", "init_from", "checkpoint_every", "data_workers")
 
 
 def check_or_write_config(config, out_dir):

@@ -218,6 +218,7 @@ def _train_locked(
             config.batch_size,
             seed=config.seed + done,  # a resumed run draws fresh patches, not a replay
             steps_per_epoch=chunk,
+            workers=config.data_workers,
             noise_map=config.noise_map,
             probabilities=probabilities,
         )
