@@ -12,7 +12,8 @@ scored on the validation photos: the config's `val_data` (Photos1k/val for the c
 config), or, for a config without one, the 32 BSDS300 test images that are not in CBSD68
 (CBSD68, where the results are reported, never chooses the recipe); seeded noise at sigma 15,
 25 and 50 /255, the true sigma given, whole photos. Reported: PSNR per sigma, the change from
-the start model, training seconds, and dB per CPU-hour.
+the start model, training seconds, dB per CPU-hour, and each model's restoration time per
+megapixel (timed in the same run as the start model's).
 
 Runs live in runs/NAME/ARM (resumable). Writes results/noise_levels/NAME.{json,md}: a new
 start model or question gets a new `--name`, so earlier records stay.
@@ -98,14 +99,16 @@ def validation_set(data_root=None, limit=None, folder=None):
 
 
 def score(model_path, images, names):
-    """(mean PSNR at each validation sigma with the true sigma given, parameter count)."""
+    """(mean PSNR at each validation sigma with the true sigma given, parameter count, seconds
+    per megapixel of restoration over the three sigmas)."""
     denoiser = load_denoiser(str(model_path))
-    scores = {}
+    scores, seconds = {}, []
     for sigma_255 in SIGMAS_255:
         degradation = degradations.GaussianNoise(sigma=sigma_255 / 255)
         result = evaluation.evaluate_model(denoiser, images, degradation, seed=0, names=names)
         scores[str(sigma_255)] = round(result["psnr"], 3)
-    return scores, denoiser.model.count_params()
+        seconds.append(result["seconds_per_megapixel"])
+    return scores, denoiser.model.count_params(), round(float(np.mean(seconds)), 3)
 
 
 def run(args):
@@ -128,9 +131,11 @@ def run(args):
         "common_changes": BASE,
         "validation": f"{described}, seeded noise, true sigma given",
         "machine": provenance.machine_description(),
-        "start_psnr": score(args.start, images, names)[0],
         "arms": {},
     }
+    record["start_psnr"], _, record["start_seconds_per_megapixel"] = score(
+        args.start, images, names
+    )
     print(f"start {args.start}: {record['start_psnr']}")
     for arm in args.arms:
         overrides = {
@@ -150,7 +155,7 @@ def run(args):
         started = time.perf_counter()
         train(config, out)
         progress = read_progress(out)
-        psnr, parameters = score(out / "model.keras", images, names)
+        psnr, parameters, seconds_per_megapixel = score(out / "model.keras", images, names)
         gain = float(np.mean([psnr[s] - record["start_psnr"][s] for s in psnr]))
         hours = progress["train_seconds"] / 3600
         record["arms"][arm] = {
@@ -159,6 +164,7 @@ def run(args):
             "steps": config.steps,
             "patch_size": config.patch_size,
             "train_seconds": round(progress["train_seconds"], 1),
+            "seconds_per_megapixel": seconds_per_megapixel,
             "psnr": psnr,
             "mean_gain_db": round(gain, 4),
             "db_per_cpu_hour": round(gain / hours, 3) if hours else None,
@@ -194,23 +200,30 @@ def table(record):
                 "parameters",
                 "steps",
                 "train s",
+                "restore s / MP",
                 *sigmas,
                 "mean gain (dB)",
                 "dB / CPU-hour",
             ],
             left=2,
         ),
-        f"| start | | | | | {' | '.join(f'{v:.3f}' for v in record['start_psnr'].values())} | | |",
+        f"| start | | | | | {_seconds(record.get('start_seconds_per_megapixel'))} | "
+        + " | ".join(f"{v:.3f}" for v in record["start_psnr"].values())
+        + " | | |",
     ]
     for name, arm in record["arms"].items():
         change = ", ".join(f"{k}={v}" for k, v in arm["changes"].items()) or "none"
         lines.append(
             f"| {name} | {change} | {arm['parameters']:,} | {arm['steps']} | "
-            f"{arm['train_seconds']:.0f} | "
+            f"{arm['train_seconds']:.0f} | {_seconds(arm.get('seconds_per_megapixel'))} | "
             + " | ".join(f"{v:.3f}" for v in arm["psnr"].values())
             + f" | {arm['mean_gain_db']:+.3f} | {arm['db_per_cpu_hour']:+.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value):
+    return "" if value is None else f"{value:.2f}"  # records from before the column: blank
 
 
 def main(argv=None):

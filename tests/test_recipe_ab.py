@@ -94,6 +94,7 @@ def test_ab_runs_train_score_and_resume_without_retraining(setup):
     assert list(record["arms"]) == ["control", "l1"]
     control = record["arms"]["control"]
     assert control["steps"] == 100 and control["train_seconds"] > 0
+    assert control["seconds_per_megapixel"] > 0 and record["start_seconds_per_megapixel"] > 0
     assert control["psnr"] != record["start_psnr"]  # 100 steps at 1e-3 change the model
     gain = np.mean([control["psnr"][s] - record["start_psnr"][s] for s in control["psnr"]])
     assert control["mean_gain_db"] == pytest.approx(gain, abs=1e-3)
