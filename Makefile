@@ -15,9 +15,10 @@ $(BIN)/activate: setup.cfg pyproject.toml
 
 venv: $(BIN)/activate
 
-# a test module stays on one worker, so its module fixtures are built once
+# a test module stays on one worker, so its module fixtures are built once; the slowest tests
+# are listed, to keep the whole under 8 minutes on 2 cores
 test: venv
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --durations=12
 
 test-all: venv
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --runslow

@@ -212,7 +212,7 @@ def table(record):
         + " | | |",
     ]
     for name, arm in record["arms"].items():
-        change = ", ".join(f"{k}={v}" for k, v in arm["changes"].items()) or "none"
+        change = ", ".join(_change(k, v) for k, v in arm["changes"].items()) or "none"
         lines.append(
             f"| {name} | {change} | {arm['parameters']:,} | {arm['steps']} | "
             f"{arm['train_seconds']:.0f} | {_seconds(arm.get('seconds_per_megapixel'))} | "
@@ -220,6 +220,16 @@ def table(record):
             + f" | {arm['mean_gain_db']:+.3f} | {arm['db_per_cpu_hour']:+.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _change(key, value):
+    if key == "train_data" and isinstance(value, list):  # folders, with their weights if any
+        entries = [
+            f"{e['folder']} x{e['weight']:g}" if isinstance(e, dict) and "weight" in e else str(e)
+            for e in value
+        ]
+        return f"{key}: {', '.join(entries)}"
+    return f"{key}={value}"
 
 
 def _seconds(value):

@@ -74,6 +74,18 @@ def test_a_config_with_val_data_is_scored_on_those_photos(setup):
         recipe_ab.validation_set(tmp_path / "data", folder="missing")
 
 
+def test_data_arms_read_as_their_folders_and_weights():
+    weighted = recipe_ab.ARMS["sources_equal"]["train_data"]
+    assert recipe_ab._change("train_data", weighted) == (
+        "train_data: BSDS300/images/train x1, Photos1k/train/bsds500 x1, "
+        "Photos1k/train/imagenet x1, Photos1k/train/deepphotostyle x1, Photos1k/train/t91 x1"
+    )
+    assert recipe_ab._change("train_data", ["BSDS300/images/train"]) == (
+        "train_data: BSDS300/images/train"
+    )
+    assert recipe_ab._change("patch_size", 128) == "patch_size=128"
+
+
 def test_the_data_arms_name_valid_sources_and_fresh_starts_from_random_weights():
     from keras_resunet.data import parse_sources
 
