@@ -119,8 +119,9 @@ def test_numpy_patch_batches_are_seeded_and_carry_a_noise_map():
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_worker_processes_draw_each_epochs_own_seeded_batches(workers, monkeypatch):
-    # Keras' own PyDataset adapter, driven epoch by epoch: the workers see the epoch count
-    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+    # Keras' own PyDataset adapter (a private module: skipped should it move), driven epoch by
+    # epoch: the workers see the epoch count
+    adapters = pytest.importorskip("keras.src.trainers.data_adapters.py_dataset_adapter")
 
     monkeypatch.setattr(data, "tensorflow_available", lambda: False)
     images = [smooth_image(40, 48, seed=i) for i in range(3)]
@@ -128,7 +129,7 @@ def test_worker_processes_draw_each_epochs_own_seeded_batches(workers, monkeypat
 
     def epochs(count, **kwargs):
         batches = data.training_batches(images, noise, 16, 4, 5, 3, noise_map=True, **kwargs)
-        adapter = PyDatasetAdapter(batches, shuffle=False)
+        adapter = adapters.PyDatasetAdapter(batches, shuffle=False)
         drawn = []
         for _ in range(count):
             drawn += [degraded.copy() for degraded, _ in adapter.get_numpy_iterator()]
