@@ -16,6 +16,7 @@ chooses, while we need atomic checkpoints at a step interval of our choosing.
 """
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -123,17 +124,8 @@ def train(config, out_dir, images=None, strategy=None, log=print, time_limit=Non
         log(f"precision auto: training in {precision} on this machine")
     with RunLock(out_dir), global_dtype_policy(precision):
         limit = None if time_limit is None else TimeLimit(time_limit, started)
-        return _train_locked(
-            config,
-            out_dir,
-            images,
-            strategy,
-            log,
-            precision,
-            probabilities,
-            validation_groups,
-            limit,
-        )
+        inputs = _Inputs(images, probabilities, validation_groups)
+        return _train_locked(config, out_dir, inputs, strategy, log, precision, limit)
 
 
 @contextlib.contextmanager
@@ -176,18 +168,18 @@ def _check_model(config):
             )
 
 
-def _train_locked(
-    config,
-    out_dir,
-    images,
-    strategy,
-    log,
-    precision,
-    probabilities=None,
-    validation_groups=None,
-    limit=None,
-):
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """What a run trains on and is validated with (see `train`)."""
+
+    images: list
+    probabilities: object = None
+    validation_groups: object = None
+
+
+def _train_locked(config, out_dir, inputs, strategy, log, precision, limit=None):
     check_or_write_config(config, out_dir)
+    images = inputs.images
     final = out_dir / "model.keras"
     if final.is_file() and read_progress(out_dir)["steps"] >= config.steps:
         log(f"{out_dir} is finished ({config.steps} steps): loading {final}")
@@ -220,7 +212,7 @@ def _train_locked(
             steps_per_epoch=chunk,
             workers=config.data_workers,
             noise_map=config.noise_map,
-            probabilities=probabilities,
+            probabilities=inputs.probabilities,
         )
         checkpointer = Checkpointer(manager, chunk, out_dir / "progress.json")
 
@@ -229,7 +221,7 @@ def _train_locked(
             save_atomically(copy, path)
 
         callbacks = [checkpointer] + _callbacks(
-            config, out_dir, images, degradation, validation_groups, save_best, log
+            config, out_dir, images, degradation, inputs.validation_groups, save_best, log
         )
         callbacks += [limit] if limit is not None else []  # last: sees the chunk's checkpoint
         start = time.time()
