@@ -110,9 +110,7 @@ def build(
     folders += [Path(train_config.val_data)] if train_config.val_data else []
     sources = {}
     for images in folders:
-        found = (
-            images if images.is_absolute() else data_sources.resolve_data_root(data_root) / images
-        )
+        found = data_sources.resolve_folder(images, data_root)
         if not found.is_dir():
             raise FileNotFoundError(f"training images not found: {found}")
         sources[images] = found
@@ -148,20 +146,18 @@ def build(
         script = scratch / "train.sh"
         script.write_text(TRAIN_SH.format(config=config.name, name=config.stem))
         script.chmod(0o755)
-        if data_bytes > max_bytes - _size(scratch):
-            # the rest of the bundle is written: the images get what it leaves
+        rest = _size(scratch)  # the rest of the bundle is written: the images get what it leaves
+        if data_bytes > max_bytes - rest:
             if not fit:
                 raise ValueError(
                     f"the config's images take {data_bytes / 2**20:.1f} MiB, the rest of the "
-                    f"bundle {_size(scratch) / 2**20:.1f} MiB: over {max_bytes / 2**20:.0f} MiB; "
+                    f"bundle {rest / 2**20:.1f} MiB: over {max_bytes / 2**20:.0f} MiB; "
                     "give a larger --max-mib, or --fit to take a subset"
                 )
-            room = max_bytes - _size(scratch) - SUBSET_RECORD_BYTES
-            files = fit_subset(files, room)
+            whole, files = files, fit_subset(files, max_bytes - rest - SUBSET_RECORD_BYTES)
             kept = {str(images): [str(p) for p, _ in listed] for images, listed in files.items()}
             for images, listed in files.items():
-                total = len(_files(sources[images]))
-                log(f"{images}: {len(listed)} of {total} files kept")
+                log(f"{images}: {len(listed)} of {len(whole[images])} files kept")
             (scratch / "data").mkdir(parents=True)
             (scratch / "data" / "subset.json").write_text(json.dumps(kept, indent=0) + "\n")
         for images, found in sources.items():
