@@ -27,9 +27,10 @@ def activation_ranges(model, batches):
     probe = keras.Model(model.inputs, [layer.output for layer in layers])
     low = {name: 0.0 for name in ["input", *(layer.name for layer in layers)]}
     high = dict(low)
-    for batch in batches:
-        batch = np.asarray(batch, np.float32)
-        outputs = probe.predict(batch, verbose=0)
+    # a few samples per call, without `predict`'s per-call dataset: calibration sets are
+    # hundreds of small batches, and every layer's output of a call is held at once
+    for batch in _stacked(batches, most=8):
+        outputs = probe.predict_on_batch(batch)
         for name, values in (("input", batch), *zip((layer.name for layer in layers), outputs)):
             low[name] = min(low[name], float(np.min(values)))
             high[name] = max(high[name], float(np.max(values)))
@@ -149,13 +150,17 @@ def layer_sensitivity(model, ranges, batches):
     return sorted(changes, key=lambda change: change[1], reverse=True)
 
 
-def _stacked(batches):
-    """`batches` joined into as few as possible (one per image size): one call each."""
+def _stacked(batches, most=None):
+    """`batches` joined into as few as possible (one per image size, of at most `most`
+    samples each when given): one call each."""
     by_shape = {}
     for batch in batches:
         batch = np.asarray(batch, np.float32)
         by_shape.setdefault(batch.shape[1:], []).append(batch)
-    return [np.concatenate(group) for group in by_shape.values()]
+    joined = [np.concatenate(group) for group in by_shape.values()]
+    if most is None:
+        return joined
+    return [group[start : start + most] for group in joined for start in range(0, len(group), most)]
 
 
 def _consumers_of_inputs(model):

@@ -24,6 +24,7 @@ CALIBRATED = ("int8", "int8_selective", "int16x8")
 # Layers left in float by int8_selective by default: where the gain levels off on the noise-map
 # ResUNet (results/export/quantization_resunet-noise-map.md).
 FLOAT_LAYERS = 10
+LAYER_ERROR_SAMPLES = 16  # calibration samples the debugger compares float and int8 ops on
 # A noise-map model's int8 activation ranges must hold its activations at every level it is
 # calibrated for; at low noise one range for 0 ... 75/255 costs about half its int8 loss. One
 # file per band of levels, each calibrated on its own band, takes that cost away; an app picks
@@ -127,7 +128,9 @@ def convert(
         return converter(saved_model_dir, quantization, dataset).convert()
     import tensorflow as tf
 
-    layers = layers if layers is not None else layer_errors(saved_model_dir, dataset)
+    # one calibration serves the layer list and the converted file
+    debugger = _debugger(saved_model_dir, dataset, LAYER_ERROR_SAMPLES)
+    layers = layers if layers is not None else _layer_rows(debugger)
     if ranking is not None:  # Keras layers with an op of their own in the TFLite graph
         ranking = [name for name in ranking if tensors_of(layers, [name])]
     count = len(ranking) if ranking is not None else len(layers)
@@ -142,20 +145,22 @@ def convert(
         keep = [row["tensor_name"] for row in layers[:float_layers]]
     else:
         keep = tensors_of(layers, ranking[:float_layers])
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter(saved_model_dir, "int8_selective", dataset),
-        debug_dataset=dataset,
-        debug_options=options,
-    )
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep)
     return debugger.get_nondebug_quantized_model()
 
 
-def layer_errors(saved_model_dir, dataset, samples=16):
+def layer_errors(saved_model_dir, dataset, samples=None):
     """Per-layer int8 error on `dataset`, worst first: TFLite's quantization debugger runs the
     float and the quantized op side by side. `rmse_per_scale` is the RMS error in quantization
     steps (0.29 is the floor of rounding alone); larger means the layer's range or calibration
-    hurts. The first `samples` calibration samples are compared."""
+    hurts. The first `samples` calibration samples are compared (default
+    `LAYER_ERROR_SAMPLES`)."""
+    return _layer_rows(_debugger(saved_model_dir, dataset, samples or LAYER_ERROR_SAMPLES))
+
+
+def _debugger(saved_model_dir, dataset, samples):
+    """TFLite's quantization debugger over the model calibrated on `dataset`, comparing on its
+    first `samples` samples."""
     import itertools
 
     import tensorflow as tf
@@ -163,10 +168,14 @@ def layer_errors(saved_model_dir, dataset, samples=16):
     def debug_dataset():
         return itertools.islice(dataset(), samples)
 
-    debugger = tf.lite.experimental.QuantizationDebugger(
+    return tf.lite.experimental.QuantizationDebugger(
         converter=converter(saved_model_dir, "int8_selective", dataset),
         debug_dataset=debug_dataset,
     )
+
+
+def _layer_rows(debugger):
+    """`layer_errors`' rows of a `_debugger`."""
     debugger.run()
     text = io.StringIO()
     debugger.layer_statistics_dump(text)
