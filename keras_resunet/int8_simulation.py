@@ -29,7 +29,7 @@ def activation_ranges(model, batches):
     high = dict(low)
     # a few samples per call, without `predict`'s per-call dataset: calibration sets are
     # hundreds of small batches, and every layer's output of a call is held at once
-    for batch in _stacked(batches, most=8):
+    for batch in _stacked(batches, pixels=8 * 96 * 96):
         outputs = probe.predict_on_batch(batch)
         for name, values in (("input", batch), *zip((layer.name for layer in layers), outputs)):
             low[name] = min(low[name], float(np.min(values)))
@@ -150,17 +150,21 @@ def layer_sensitivity(model, ranges, batches):
     return sorted(changes, key=lambda change: change[1], reverse=True)
 
 
-def _stacked(batches, most=None):
-    """`batches` joined into as few as possible (one per image size, of at most `most`
-    samples each when given): one call each."""
+def _stacked(batches, pixels=None):
+    """`batches` joined into as few as possible (one per image size, each of at most `pixels`
+    pixels when given, and at least one sample): one call each."""
     by_shape = {}
     for batch in batches:
         batch = np.asarray(batch, np.float32)
         by_shape.setdefault(batch.shape[1:], []).append(batch)
     joined = [np.concatenate(group) for group in by_shape.values()]
-    if most is None:
+    if pixels is None:
         return joined
-    return [group[start : start + most] for group in joined for start in range(0, len(group), most)]
+    chunks = []
+    for group in joined:
+        most = max(1, pixels // (group.shape[1] * group.shape[2]))
+        chunks += [group[start : start + most] for start in range(0, len(group), most)]
+    return chunks
 
 
 def _consumers_of_inputs(model):

@@ -22,6 +22,28 @@ def _batch(seed):
     return clean + rng.normal(0, 0.1, clean.shape).astype(np.float32), clean
 
 
+@pytest.mark.parametrize(
+    "sizes", [[(1, 32, 32)] * 11, [(1, 32, 32), (3, 40, 24), (1, 32, 32)], [(2, 96, 96)] * 9]
+)
+def test_ranges_measured_in_stacked_calls_are_each_layers_extremes(sizes):
+    """Batches are joined by size into calls of a few samples: the ranges are the extremes
+    over every sample, whatever the sizes and counts."""
+    keras.utils.set_random_seed(2)
+    model = build_resunet(**TINY)
+    rng = np.random.default_rng(len(sizes))
+    batches = [rng.normal(0.5, 0.4, (*size, 3)).astype(np.float32) for size in sizes]
+    ranges = activation_ranges(model, batches)
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    outputs = [probe(batch, training=False) for batch in batches]
+    for index, layer in enumerate(layers):
+        values = [np.asarray(output[index]) for output in outputs]
+        low = min(0.0, *(float(v.min()) for v in values))
+        high = max(0.0, *(float(v.max()) for v in values))
+        np.testing.assert_allclose(ranges[layer.name], [low, high], rtol=1e-5, atol=1e-6)
+    assert ranges["input"] == [min(0.0, *(float(b.min()) for b in batches)), max(0.0, *(float(b.max()) for b in batches))]  # fmt: skip
+
+
 def test_rounding_shares_the_weights_and_stays_within_a_few_int8_steps():
     keras.utils.set_random_seed(1)
     model = build_resunet(**TINY)
