@@ -108,7 +108,7 @@ def ship(run_dir, name, records, command, note=""):
             f"{progress['train_seconds'] / 60:.0f} min in all"
         )
     extended = "".join(
-        f", extended to {record['steps']:,} steps by `{record['command']}`"
+        f", resumed for {record['steps']:,} steps by `{record['command']}`"
         for record in provenance.get("extended", [])
     )
     chosen = ""

@@ -175,13 +175,13 @@ def test_a_shipped_run_loads_by_name_and_its_card_says_how_it_trained(
     card = (tmp_path / "models" / "resunet-noise-map.md").read_text()
     assert "sigma 0-76/255 on [0, 1] images" in card
     assert "drawn as low + (high - low) u^2, u uniform: low levels more often" in card
-    # a run extended by a resume with more steps quotes that command too
+    # a run resumed with another step count quotes that command too
     made = json.loads((bf16_run / "run.json").read_text())
     more = {"command": "resunet train --resume --set steps=30", "steps": 30, "time": "now"}
     (bf16_run / "run.json").write_text(json.dumps({**made, "extended": [more]}))
     ship.ship(bf16_run, "resunet-noise-map", records, "ship it")
     card = (tmp_path / "models" / "resunet-noise-map.md").read_text()
-    assert f"`{made['command']}`, extended to 30 steps by `{more['command']}`; config" in card
+    assert f"`{made['command']}`, resumed for 30 steps by `{more['command']}`; config" in card
 
 
 def test_strong_run_is_trained_once_and_also_reported_with_self_ensemble(
