@@ -149,13 +149,12 @@ def convert(
     return debugger.get_nondebug_quantized_model()
 
 
-def layer_errors(saved_model_dir, dataset, samples=None):
+def layer_errors(saved_model_dir, dataset, samples=LAYER_ERROR_SAMPLES):
     """Per-layer int8 error on `dataset`, worst first: TFLite's quantization debugger runs the
     float and the quantized op side by side. `rmse_per_scale` is the RMS error in quantization
     steps (0.29 is the floor of rounding alone); larger means the layer's range or calibration
-    hurts. The first `samples` calibration samples are compared (default
-    `LAYER_ERROR_SAMPLES`)."""
-    return _layer_rows(_debugger(saved_model_dir, dataset, samples or LAYER_ERROR_SAMPLES))
+    hurts. The first `samples` calibration samples are compared."""
+    return _layer_rows(_debugger(saved_model_dir, dataset, samples))
 
 
 def _debugger(saved_model_dir, dataset, samples):
