@@ -1,7 +1,9 @@
+import io
 import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from keras_resunet.noise_level import check_sigma, estimate_sigma
 from tests.support import smooth_image
@@ -12,6 +14,46 @@ def test_the_estimate_finds_the_added_noise_on_a_smooth_image(sigma):
     clean = smooth_image(128, 128)
     noisy = clean + np.random.default_rng(0).normal(0, sigma, clean.shape).astype(np.float32)
     assert estimate_sigma(noisy) == pytest.approx(sigma, rel=0.1)
+
+
+def _saved_as_jpeg(image, quality, subsampling):
+    buffer = io.BytesIO()
+    pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality, subsampling=subsampling)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"), np.float32) / 255
+
+
+@pytest.mark.parametrize("size", [(48, 64), (97, 131), (33, 200)])
+@pytest.mark.parametrize("quality", [75, 90, 95])
+@pytest.mark.parametrize("sigma_255", [5, 15, 25, 50])
+def test_chroma_subsampling_leaves_the_estimate_of_a_jpeg_unchanged(size, quality, sigma_255):
+    # 4:2:0 and 4:2:2 average chroma over pixel blocks, which removes most chroma noise from
+    # the finest scale; the estimate must read the same level as from the 4:4:4 file
+    clean = smooth_image(*size)
+    rng = np.random.default_rng(sigma_255)
+    noisy = clean + rng.normal(0, sigma_255 / 255, clean.shape).astype(np.float32)
+    full = estimate_sigma(_saved_as_jpeg(noisy, quality, subsampling=0))
+    for subsampling in (1, 2):
+        estimate = estimate_sigma(_saved_as_jpeg(noisy, quality, subsampling))
+        assert estimate == pytest.approx(full, rel=0.05, abs=0.25 / 255), subsampling
+
+
+@pytest.mark.parametrize("sigma_255", [5, 15, 25])
+def test_high_quality_jpegs_give_the_added_level(sigma_255):
+    clean = smooth_image(128, 96)
+    rng = np.random.default_rng(1)
+    noisy = clean + rng.normal(0, sigma_255 / 255, clean.shape).astype(np.float32)
+    estimate = estimate_sigma(_saved_as_jpeg(noisy, quality=95, subsampling=2))
+    assert estimate == pytest.approx(sigma_255 / 255, rel=0.1)
+
+
+@pytest.mark.parametrize("shape", [(96, 80), (96, 80, 1), (96, 80, 2), (96, 80, 4)])
+def test_other_channel_counts_average_their_channels(shape):
+    rng = np.random.default_rng(2)
+    noisy = 0.5 + rng.normal(0, 20 / 255, shape).astype(np.float32)
+    assert estimate_sigma(noisy) == pytest.approx(20 / 255, rel=0.1)
 
 
 def test_flat_images_give_zero_and_tiny_ones_an_error():
