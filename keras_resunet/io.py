@@ -11,7 +11,29 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".gif")
+IMAGE_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".gif",
+    ".avif", ".heic", ".heif",
+)  # fmt: skip
+HEIF_SUFFIXES = (".heic", ".heif")
+# Lossy formats, written at a quality; of them only HEIF holds 16-bit gray (in 10 bits)
+_LOSSY_SUFFIXES = (".jpg", ".jpeg", ".avif", *HEIF_SUFFIXES)
+_EIGHT_BIT_SUFFIXES = (".jpg", ".jpeg", ".avif")
+
+
+def _heif_plugin():
+    """Registers the pillow-heif plugin, through which Pillow reads and writes HEIC/HEIF (the
+    format of iPhone photos); False where it is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+HEIF_READABLE = _heif_plugin()
+HEIF_MISSING = "HEIC/HEIF needs the pillow-heif package (pip install pillow-heif)"
 
 
 class ImageReadError(ValueError):
@@ -167,6 +189,8 @@ def read_image_file(path, max_pixels=None):
             (the message names the file).
     """
     path = Path(path)
+    if path.suffix.lower() in HEIF_SUFFIXES and not HEIF_READABLE:
+        raise ImageReadError(f"{path}: {HEIF_MISSING}")
     limit = Image.MAX_IMAGE_PIXELS
     try:
         if max_pixels is not None:
@@ -199,6 +223,13 @@ def read_image_file(path, max_pixels=None):
                     del exif[tag]
             if _sixteen_bit_colour(path, image):
                 notes.append("16-bit colour is read as 8 bits per channel: written in 8 bits")
+            elif (
+                source_format == "HEIF"
+                and image.info.get("bit_depth", 8) > 8
+                and image.mode != "I;16"
+            ):
+                depth = image.info["bit_depth"]
+                notes.append(f"{depth}-bit colour is read as 8 bits per channel: written in 8 bits")
             upright = ImageOps.exif_transpose(image)
             if upright is not None:
                 image = upright
@@ -352,23 +383,32 @@ def _webp_lossless(path):
 
 _ORIENTATION = 0x0112
 # Formats whose Pillow writers take `icc_profile=` and `exif=`.
-_METADATA_FORMATS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+_METADATA_FORMATS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".avif", *HEIF_SUFFIXES)
 
 
 def save_image_file(path, image, quality=95):
     """Writes an `ImageFile` in its mode (gray/RGB, alpha, 8 or 16 bits) with its colour profile
     and EXIF data where the format holds them, atomically.
 
-    The format follows the suffix of `path`; JPEG has no alpha or 16 bits, so those are refused.
+    The format follows the suffix of `path`; JPEG has no alpha, JPEG and AVIF hold no 16-bit
+    pixels here, so those are refused. Lossy formats are written at `quality`.
 
     Raises:
-        ValueError: if the format cannot hold the image's mode.
+        ValueError: if the format cannot hold the image's mode, or HEIC/HEIF is asked for
+            without pillow-heif.
     """
     path = Path(path)
+    suffix = path.suffix.lower()
     pixels = np.clip(np.asarray(image.pixels, dtype=np.float32), 0, 1)
-    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    if jpeg and (image.alpha is not None or image.bit_depth == 16):
-        raise ValueError(f"{path}: JPEG cannot store alpha or 16-bit images; use .png or .tif")
+    jpeg = suffix in (".jpg", ".jpeg")
+    if jpeg and image.alpha is not None:
+        raise ValueError(f"{path}: JPEG cannot store alpha; use .png or .tif")
+    if suffix in _EIGHT_BIT_SUFFIXES and image.bit_depth == 16:
+        raise ValueError(
+            f"{path}: {suffix[1:].upper()} cannot store 16-bit images; use .png or .tif"
+        )
+    if suffix in HEIF_SUFFIXES and not HEIF_READABLE:
+        raise ValueError(f"{path}: {HEIF_MISSING}")
     if image.bit_depth == 16:
         if pixels.shape[-1] != 1:
             raise ValueError(f"{path}: 16-bit output is supported for gray images only")
@@ -380,10 +420,10 @@ def save_image_file(path, image, quality=95):
         if array.shape[-1] == 1:
             array = array[..., 0]
         converted = Image.fromarray(array)
-    options = {"quality": quality} if jpeg else {}
-    if path.suffix.lower() == ".webp":
+    options = {"quality": quality} if suffix in _LOSSY_SUFFIXES else {}
+    if suffix == ".webp":
         options = {"lossless": True} if image.lossless else {"quality": quality}
-    if path.suffix.lower() in _METADATA_FORMATS:
+    if suffix in _METADATA_FORMATS:
         if image.icc_profile:
             options["icc_profile"] = image.icc_profile
         if image.exif:

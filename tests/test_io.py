@@ -53,3 +53,82 @@ def test_corrupt_file_names_itself(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(io.ImageReadError, match="bad.png"):
         io.read_image_file(tmp_path / "bad.png")
+
+
+def _modern_photo(path, mode, size, orientation=6):
+    """A smooth picture in `mode` saved as AVIF or HEIC with an EXIF orientation and maker."""
+    height, width = size
+    rgb = io.to_uint8(smooth_image(height, width, seed=3))
+    picture = Image.fromarray(rgb).convert(mode.removesuffix("A"))
+    if mode.endswith("A"):
+        picture.putalpha(Image.fromarray(np.full((height, width), 200, np.uint8)))
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = orientation, "TestCam"
+    picture.save(path, quality=95, exif=exif.tobytes())
+    return np.asarray(picture)
+
+
+@pytest.mark.parametrize("suffix", ["avif", "heic"])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+@pytest.mark.parametrize("size", [(33, 47), (64, 40)])
+def test_avif_and_heic_photos_come_back_upright_in_their_format_and_mode(
+    tmp_path, suffix, mode, size
+):
+    source = tmp_path / f"in.{suffix}"
+    written = _modern_photo(source, mode, size)
+    image = io.read_image_file(source)
+    height, width = size
+    channels = 1 if mode == "L" else 3
+    assert image.pixels.shape == (width, height, channels)  # orientation 6: turned upright
+    assert (image.alpha is not None) == mode.endswith("A")
+    # the pixels are the written ones, turned (lossy: a small error)
+    turned = np.rot90(written, k=-1).astype(np.float32) / 255
+    colour = turned[..., :channels] if turned.ndim == 3 else turned[..., None]
+    assert np.abs(image.pixels - colour).mean() < 0.02
+    io.save_image_file(tmp_path / f"out.{suffix}", image)
+    with Image.open(source) as before, Image.open(tmp_path / f"out.{suffix}") as after:
+        after.load()
+        assert after.format == before.format and after.mode == before.mode
+        assert after.getexif().get(0x010F) == "TestCam"
+    again = io.read_image_file(tmp_path / f"out.{suffix}")  # not turned a second time
+    assert again.pixels.shape == image.pixels.shape
+    assert np.abs(again.pixels - image.pixels).mean() < 0.02
+
+
+def test_heic_without_its_plugin_is_refused_by_name(tmp_path, monkeypatch):
+    _modern_photo(tmp_path / "in.heic", "RGB", (20, 24))
+    image = io.read_image_file(tmp_path / "in.heic")
+    monkeypatch.setattr(io, "HEIF_READABLE", False)
+    with pytest.raises(io.ImageReadError, match=r"in\.heic: .*pip install pillow-heif"):
+        io.read_image_file(tmp_path / "in.heic")
+    with pytest.raises(ValueError, match="pillow-heif"):
+        io.save_image_file(tmp_path / "out.heic", image)
+    assert not (tmp_path / "out.heic").exists()
+
+
+def test_sixteen_bit_gray_goes_to_heic_in_ten_bits_and_is_refused_by_avif_and_jpeg(tmp_path):
+    deep = (smooth_image(20, 24, channels=1)[..., 0] * 65535).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    image = io.read_image_file(tmp_path / "deep.png")
+    for suffix in ("avif", "jpg"):
+        with pytest.raises(ValueError, match="cannot store 16-bit"):
+            io.save_image_file(tmp_path / f"out.{suffix}", image)
+        assert not (tmp_path / f"out.{suffix}").exists()
+    io.save_image_file(tmp_path / "out.heic", image)
+    again = io.read_image_file(tmp_path / "out.heic")
+    assert again.bit_depth == 16 and again.notes == ()
+    error = np.abs(again.pixels - image.pixels)
+    assert error.mean() < 2**-9 and error.max() < 0.01  # lossy: within about one 8-bit level
+
+
+def test_ten_bit_heic_colour_is_read_in_8_bits_and_said(tmp_path):
+    import pillow_heif
+
+    rgb = (smooth_image(20, 24) * 65535).astype(np.uint16)
+    photo = pillow_heif.from_bytes(mode="RGB;16", size=(24, 20), data=rgb.tobytes())
+    photo.save(tmp_path / "deep.heic", quality=95)
+    image = io.read_image_file(tmp_path / "deep.heic")
+    assert image.bit_depth == 8 and image.notes == (
+        "10-bit colour is read as 8 bits per channel: written in 8 bits",
+    )
+    assert np.abs(image.pixels - rgb / 65535).mean() < 0.05  # lossy, chroma halved

@@ -12,7 +12,10 @@ from PIL import Image, ImageCms
 from keras_resunet.restore import RestoreOptions, restore_files, summarize
 from tests.support import smooth_image
 
-FORMATS = {"png": "PNG", "jpg": "JPEG", "tif": "TIFF", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}
+FORMATS = {
+    "png": "PNG", "jpg": "JPEG", "tif": "TIFF", "webp": "WEBP", "bmp": "BMP", "gif": "GIF",
+    "avif": "AVIF", "heic": "HEIF",
+}  # fmt: skip
 MODES = ["1", "L", "LA", "P", "P+transparency", "RGB", "RGBA", "CMYK", "I;16"]
 
 
