@@ -7,9 +7,10 @@ photo as cameras and editors save it, and what that costs the restoration.
 On the validation photos (Photos1k/val; never a test set): each photo gets seeded Gaussian noise
 (image i: seed (0, i)), is rounded to 8 bits and saved as PNG or as JPEG (quality 95 / 90 / 75,
 chroma subsampled 4:2:0 as cameras and most editors write it, and quality 95 at 4:4:4), then
-decoded. Two estimators read each decoded photo: the wavelet estimate averaged over the R, G, B
-channels, and the same estimate on luma scaled back to RGB (`keras_resunet.noise_level`, what
-`resunet denoise` uses without `--sigma`). On the centre 256x256 crops of the first
+decoded. Three estimators read each decoded photo: the wavelet estimate averaged over the R, G, B
+channels; the same estimate on luma scaled back to RGB; and that one corrected for clipping
+(`keras_resunet.noise_level.estimate_sigma`, what `resunet denoise` uses without `--sigma`).
+On the centre 256x256 crops of the first
 `--restore-images` photos the noise-map model restores each input given the true sigma and each
 estimate. Writes results/noise_estimate/{summary.json, README.md}.
 """
@@ -25,10 +26,10 @@ import numpy as np
 from experiments import common
 from keras_resunet import data, datasets, degradations, metrics, provenance
 from keras_resunet.io import write_text_atomically
-from keras_resunet.noise_level import estimate_sigma
+from keras_resunet.noise_level import estimate_sigma, wavelet_sigma
 
 VALIDATION = "Photos1k/val"
-SIGMAS_255 = (0, 5, 15, 25, 50)
+SIGMAS_255 = (0, 5, 15, 25, 50, 75)
 # name: (Pillow format, save options); None is lossless PNG
 FORMATS = {
     "PNG": None,
@@ -47,7 +48,17 @@ def channel_estimate(image):
     return float(np.clip(wavelet_estimate(image, channel_axis=-1, average_sigmas=True), 0, 1))
 
 
-ESTIMATORS = {"channels": channel_estimate, "luma": estimate_sigma}
+def luma_estimate(image):
+    """The wavelet estimate on luma, scaled back, without the clipping correction."""
+    return float(np.clip(wavelet_sigma(image), 0, 1))
+
+
+# name: (estimator, its column heading)
+ESTIMATORS = {
+    "channels": (channel_estimate, "per channel"),
+    "luma": (luma_estimate, "luma"),
+    "corrected": (estimate_sigma, "luma, clipping corrected"),
+}
 
 
 def saved_as(image, options):
@@ -89,7 +100,7 @@ def run(args, log=print):
             inputs = [saved_as(image, options) for image in noisy]
             row = {"images": len(inputs), "restored_crops": restore_count}
             estimates = {}
-            for name, estimator in ESTIMATORS.items():
+            for name, (estimator, _) in ESTIMATORS.items():
                 values = np.array([estimator(image) for image in inputs]) * 255
                 estimates[name] = values
                 row[f"{name}_mean_255"] = round(float(values.mean()), 2)
@@ -130,23 +141,27 @@ def run(args, log=print):
     return summary
 
 
-def _number(value, digits):
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def readme(summary):
-    rows = [
-        "| sigma | saved as | channels: mean est. | luma: mean est. | channels: median error | "
-        + "luma: median error | input | true sigma | channels' estimate | luma's estimate |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    names = list(ESTIMATORS)
+    headings = " | ".join(ESTIMATORS[name][1] for name in names)
+    estimates = [f"| sigma | saved as | {headings} |", "|---|---|" + "---|" * len(names)]
+    restored = [
+        f"| sigma | saved as | input | true sigma | {headings} |",
+        "|---|---|---|---|" + "---|" * len(names),
     ]
     for key, row in summary["rows"].items():
         sigma, label = key.split("/", 1)
-        rows.append(
-            f"| {sigma} | {label} | {row['channels_mean_255']:.1f} | {row['luma_mean_255']:.1f} "
-            f"| {_number(row['channels_median_error'], 3)} | {_number(row['luma_median_error'], 3)} "
-            f"| {row['input_psnr']:.2f} | {row['psnr_true_sigma']:.2f} "
-            f"| {row['psnr_channels_sigma']:.2f} | {row['psnr_luma_sigma']:.2f} |"
+        cells = []
+        for name in names:
+            error = row[f"{name}_median_error"]
+            cells.append(
+                f"{row[f'{name}_mean_255']:.1f}" + ("" if error is None else f" ({error:.2f})")
+            )
+        estimates.append(f"| {sigma} | {label} | {' | '.join(cells)} |")
+        scores = " | ".join(f"{row[f'psnr_{name}_sigma']:.2f}" for name in names)
+        restored.append(
+            f"| {sigma} | {label} | {row['input_psnr']:.2f} | {row['psnr_true_sigma']:.2f} "
+            f"| {scores} |"
         )
     first = next(iter(summary["rows"].values()))
     return f"""# Estimating the noise level of saved photos
@@ -155,16 +170,25 @@ Written by `{summary["command"]}` on {summary["machine"]}, scikit-image
 {summary["scikit_image"]}.
 
 {first["images"]} validation photos ({summary["data"]}, not a test set), each with seeded
-Gaussian noise of the sigma shown (/255), rounded to 8 bits and saved as shown (JPEG by Pillow;
-4:2:0 is what cameras and most editors write), then decoded. "mean est.": the mean estimate
-(/255) of the wavelet estimator averaged over the R, G and B channels, and of the same estimator
-on luma scaled back to RGB (what `resunet denoise` uses without `--sigma`). "median error": the
-median of |estimate - sigma| / sigma over photos. The last four columns: PSNR (dB, against the
-clean photo) of the centre {summary["crop"]}x{summary["crop"]} crops of the first
-{first["restored_crops"]} photos, as input and restored by `{summary["model"]}` given the true
-sigma or each estimate. Sigma 0: clean photos, only rounded and saved.
+Gaussian noise of the sigma shown (/255), clipped and rounded to 8 bits and saved as shown (JPEG
+by Pillow; 4:2:0 is what cameras and most editors write), then decoded. Three estimators: the
+wavelet estimate averaged over the R, G and B channels; the same estimate on luma, scaled back
+to RGB; and that one corrected for clipping, which `resunet denoise` uses without `--sigma`
+(`keras_resunet.noise_level.estimate_sigma`). Sigma 0: clean photos, only rounded and saved.
 
-{chr(10).join(rows)}
+## Estimates
+
+Mean estimate (/255) over the photos, and in brackets the median of |estimate - sigma| / sigma.
+
+{chr(10).join(estimates)}
+
+## Restoration
+
+PSNR (dB, against the clean photo) of the centre {summary["crop"]}x{summary["crop"]} crops of
+the first {first["restored_crops"]} photos: as input, and restored by `{summary["model"]}` given
+the true sigma or each estimate.
+
+{chr(10).join(restored)}
 """
 
 

@@ -17,7 +17,7 @@ def _data_root(tmp_path, count=4):
     return tmp_path / "data"
 
 
-def test_quick_report_reads_subsampled_jpegs_in_luma(tmp_path):
+def test_quick_report_reads_subsampled_jpegs_in_luma_and_corrects_for_clipping(tmp_path):
     root = _data_root(tmp_path)
     build_resunet(base_filters=4, depth=2, noise_level_map=True).save(tmp_path / "nm.keras")
     out = tmp_path / "out"
@@ -31,9 +31,14 @@ def test_quick_report_reads_subsampled_jpegs_in_luma(tmp_path):
     assert jpeg["channels_mean_255"] < 20 and jpeg["luma_mean_255"] > 22.5
     assert jpeg["luma_median_error"] < 0.1 < jpeg["channels_median_error"]
     assert rows["0/PNG"]["luma_mean_255"] < 2 and rows["0/PNG"]["luma_median_error"] is None
+    for row in rows.values():  # the clipping correction only raises the luma estimate
+        assert row["corrected_mean_255"] >= row["luma_mean_255"]
+    assert abs(png["corrected_mean_255"] - 25) < 2.5
     assert rows["25/PNG"]["restored_crops"] == 2
     readme = (out / "README.md").read_text()
-    assert f"| 25 | JPEG q95 4:2:0 | {jpeg['channels_mean_255']:.1f} |" in readme
+    error = jpeg["channels_median_error"]
+    assert f"| 25 | JPEG q95 4:2:0 | {jpeg['channels_mean_255']:.1f} ({error:.2f}) |" in readme
+    assert f"| {jpeg['psnr_true_sigma']:.2f} | {jpeg['psnr_channels_sigma']:.2f} |" in readme
 
 
 def test_a_model_without_a_noise_level_input_is_refused_before_any_work(tmp_path, capsys):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resunet.noise_level import check_sigma, estimate_sigma
+from keras_resunet.noise_level import check_sigma, estimate_sigma, wavelet_sigma
 from tests.support import smooth_image
 
 
@@ -47,6 +47,36 @@ def test_high_quality_jpegs_give_the_added_level(sigma_255):
     noisy = clean + rng.normal(0, sigma_255 / 255, clean.shape).astype(np.float32)
     estimate = estimate_sigma(_saved_as_jpeg(noisy, quality=95, subsampling=2))
     assert estimate == pytest.approx(sigma_255 / 255, rel=0.1)
+
+
+def _saved(clean, sigma_255, seed=0):
+    """`clean` with Gaussian noise, clipped and rounded to 8 bits as a saved photo is."""
+    rng = np.random.default_rng(seed)
+    noisy = clean + rng.normal(0, sigma_255 / 255, clean.shape).astype(np.float32)
+    return np.round(np.clip(noisy, 0, 1) * 255).astype(np.float32) / 255, noisy
+
+
+@pytest.mark.parametrize("size", [(97, 131), (200, 150)])
+@pytest.mark.parametrize("contrast", [1.0, 2.5])  # 2.5: large parts black or white
+@pytest.mark.parametrize("sigma_255", [5, 15, 25, 50, 75])
+def test_noise_clipped_by_saving_is_estimated_at_its_level(size, contrast, sigma_255):
+    clean = np.clip(0.5 + (smooth_image(*size, seed=4) - 0.5) * contrast, 0, 1)
+    saved, _ = _saved(clean, sigma_255, seed=sigma_255)
+    assert estimate_sigma(saved) == pytest.approx(sigma_255 / 255, rel=0.15)
+    # the correction only ever raises the measure, and stays with it where nothing clips
+    assert estimate_sigma(saved) >= wavelet_sigma(saved)
+
+
+@pytest.mark.parametrize("sigma_255", [5, 15, 25])
+def test_the_clipping_correction_leaves_unclipped_images_alone(sigma_255):
+    clean = 0.3 + 0.4 * smooth_image(96, 112, seed=2)  # far from black and white
+    saved, _ = _saved(clean, sigma_255)
+    assert estimate_sigma(saved) == pytest.approx(wavelet_sigma(saved), rel=0.03)
+    bright = np.clip(smooth_image(96, 112) + 0.3, 0, 1)
+    _, outside = _saved(bright, sigma_255)
+    assert outside.max() > 1  # values beyond [0, 1]: the noise was not clipped, nothing to undo
+    assert estimate_sigma(outside) == wavelet_sigma(outside)
+    assert estimate_sigma(saved) == estimate_sigma(saved.copy())  # seeded: always the same
 
 
 @pytest.mark.parametrize("shape", [(96, 80), (96, 80, 1), (96, 80, 2), (96, 80, 4)])
