@@ -71,6 +71,29 @@ def wavelet_sigma(image):
 CLIP_SMOOTHING = 1.0
 CLIP_STEPS = 8
 CLIP_TOLERANCE = 1e-4
+# Larger images are simulated on a mosaic of TILE x TILE tiles spread evenly over them, this
+# many pixels in all: the share of pixels near black or white is what matters, and memory stays
+# bounded.
+CLIP_PIXELS = 4_000_000
+TILE = 128
+
+
+def _mosaic(image):
+    """`image`, or for one over CLIP_PIXELS a grid of evenly spaced tiles of it, side by side."""
+    height, width = image.shape[:2]
+    count = CLIP_PIXELS // (TILE * TILE)
+    if height * width <= CLIP_PIXELS or min(height, width) < TILE:
+        return image
+    rows = int(np.clip(round(np.sqrt(count * height / width)), 1, height // TILE))
+    columns = int(np.clip(count // rows, 1, width // TILE))
+    tops = np.linspace(0, height - TILE, rows).astype(int)
+    lefts = np.linspace(0, width - TILE, columns).astype(int)
+    return np.concatenate(
+        [
+            np.concatenate([image[top : top + TILE, left : left + TILE] for left in lefts], 1)
+            for top in tops
+        ]
+    )
 
 
 def clipping_corrected(image, measured):
@@ -78,9 +101,11 @@ def clipping_corrected(image, measured):
     sigma is added to the smoothed image and clipped to [0, 1] as saving clips it, and the same
     estimator reads the result. Where nothing is near black or white the simulation measures
     sigma itself and the estimate is unchanged; near them it measures less, and sigma grows to
-    match. The seed is fixed, so an image always gives the same estimate."""
+    match. The seed is fixed, so an image always gives the same estimate. Images over
+    CLIP_PIXELS are simulated on a mosaic of evenly spaced tiles of theirs."""
     from scipy.ndimage import gaussian_filter
 
+    image = _mosaic(image)
     smoothing = (CLIP_SMOOTHING, CLIP_SMOOTHING) + (0,) * (image.ndim - 2)
     base = gaussian_filter(image, sigma=smoothing)
     unit = np.random.default_rng(0).standard_normal(image.shape, dtype=np.float32)

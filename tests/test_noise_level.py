@@ -100,3 +100,19 @@ def test_sigma_outside_the_unit_range_or_not_a_number_is_refused(value):
 
 def test_valid_sigmas_pass():
     assert check_sigma(0) == 0.0 and check_sigma("0.25") == 0.25 and check_sigma(1) == 1.0
+
+
+@pytest.mark.parametrize("shape", [(600, 500, 3), (333, 900, 3), (700, 300, 1), (130, 2000, 3)])
+def test_large_images_are_corrected_on_a_mosaic_as_on_the_whole(shape, monkeypatch):
+    from keras_resunet import noise_level
+
+    clean = np.clip(0.5 + (smooth_image(*shape, seed=1) - 0.5) * 2.5, 0, 1)
+    saved, _ = _saved(clean, 50)
+    whole = estimate_sigma(saved)
+    monkeypatch.setattr(noise_level, "CLIP_PIXELS", 100_000)
+    monkeypatch.setattr(noise_level, "TILE", 32)
+    mosaic = noise_level._mosaic(saved)
+    assert mosaic.shape[0] * mosaic.shape[1] <= 100_000 < saved.shape[0] * saved.shape[1]
+    assert mosaic.shape[2:] == saved.shape[2:] and mosaic.shape[0] % 32 == mosaic.shape[1] % 32 == 0
+    assert mosaic.shape[0] * mosaic.shape[1] > 50_000  # the budget is used
+    assert estimate_sigma(saved) == pytest.approx(whole, rel=0.03)
