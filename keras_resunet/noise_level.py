@@ -27,7 +27,7 @@ LUMA_GAIN = float(np.linalg.norm(LUMA))
 
 
 def estimate_sigma(image):
-    """The Gaussian noise level of an (H, W, C) image in [0, 1], per channel: scikit-image's
+    """The Gaussian noise level (per channel) of an (H, W, C) image in [0, 1]: scikit-image's
     wavelet estimate (median absolute deviation of the finest diagonal wavelet coefficients /
     0.6745, Donoho & Johnstone 1994), corrected for clipping.
 
