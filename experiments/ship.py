@@ -63,6 +63,7 @@ def ship(run_dir, name, records, command, note=""):
     precision = config.precision
     # weights are float32 in every shipped file; only the training arithmetic differs
     trained_in = "" if precision == "float32" else f", {precision} training (float32 weights)"
+    warmup = f", {config.warmup_steps:,} warmup steps" if config.warmup_steps else ""
     if config.quantization_aware:
         trained_in += ", through simulated int8 rounding (quantization-aware: for int8 export)"
     if config.task != "denoise":
@@ -135,7 +136,7 @@ parameters, no optimizer state). Load with `keras_resunet.inference.load_model` 
 - Training data: {_sources_text(config.train_data)} ({config.patch_size}x{config.patch_size}
   random patches with flips/rotations, degraded on the fly){chosen}
 - Budget: {steps:,} steps of batch {config.batch_size}, Adam {config.learning_rate}
-  ({config.lr_schedule}), loss {loss}{trained_in}, {seconds / 60:.0f} min of training on
+  ({config.lr_schedule}{warmup}), loss {loss}{trained_in}, {seconds / 60:.0f} min of training on
   {records[0].machine}, Keras {provenance.get("keras_backend", "tensorflow")} backend{warm}
 - Trained by: `{provenance["command"]}`{extended}; config in
   `{run_dir / "config.json"}` when the run folder is present, and in `experiments/configs/`.

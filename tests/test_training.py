@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resunet.training import TrainConfig, TrainingError, final_loss, train
+from keras_resunet.training import TrainConfig, TrainingError, final_loss, train, trainer
 from tests.support import smooth_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -791,3 +792,26 @@ def test_the_time_limit_stops_before_a_chunk_that_would_end_past_it(
         if callback.model.stop_training:
             break
     assert (run, callback.stopped) == (chunks_run, stopped)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("warmup", [0, 1, 10, 29])
+def test_warmup_rises_linearly_then_follows_the_schedule(schedule, warmup):
+    config = tiny_config(lr_schedule=schedule, warmup_steps=warmup, steps=30, learning_rate=2e-3)
+    rate = trainer.learning_rate(config)
+
+    def at(step):
+        return float(rate(step)) if callable(rate) else rate
+
+    for step in range(warmup + 1):
+        assert at(step) == pytest.approx(2e-3 * step / warmup if warmup else 2e-3, rel=1e-5)
+    for step in range(warmup, 31):
+        decayed = 0.5 * (1 + math.cos(math.pi * (step - warmup) / (30 - warmup)))
+        expected = 2e-3 * (decayed if schedule == "cosine" else 1.0)
+        assert at(step) == pytest.approx(expected, rel=1e-5, abs=1e-10)
+
+
+@pytest.mark.parametrize("warmup", [-1, 30, 31, 2.5, True])
+def test_warmup_must_end_before_the_run(warmup):
+    with pytest.raises(ValueError, match="`warmup_steps` must be an int >= 0 and below `steps`"):
+        tiny_config(warmup_steps=warmup, steps=30)

@@ -55,6 +55,10 @@ class TrainConfig:
     checkpoint_every: int = 100
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"  # "constant" or "cosine"
+    # Steps over which the learning rate rises linearly from 0 before the schedule starts:
+    # a run warm-started from trained weights with a fresh Adam otherwise takes full-size
+    # first steps away from them.
+    warmup_steps: int = 0
     clipnorm: float | None = None
     # Keras dtype policy while training; "auto" picks bfloat16 where the hardware computes it
     # natively and float32 elsewhere (keras_resunet.precision). The weights stay float32 and
@@ -89,6 +93,12 @@ class TrainConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"`lr_schedule` must be 'constant' or 'cosine'. Received: {self.lr_schedule!r}"
+            )
+        warmup = self.warmup_steps
+        if not isinstance(warmup, int) or isinstance(warmup, bool) or not 0 <= warmup < self.steps:
+            raise ValueError(
+                f"`warmup_steps` must be an int >= 0 and below `steps` ({self.steps}). "
+                f"Received: warmup_steps={warmup!r}"
             )
         check_precision(self.precision)
         data.parse_sources(self.train_data)

@@ -78,10 +78,22 @@ def _training_set(config, log):
     return training_set
 
 
-def _learning_rate(config):
-    if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps)
-    return config.learning_rate
+def learning_rate(config):
+    """The optimizer's learning rate: a float, or a schedule of the step."""
+    warmup = config.warmup_steps
+    if config.lr_schedule == "constant" and not warmup:
+        return config.learning_rate
+    # a constant schedule is a cosine that decays to all of itself (alpha 1)
+    alpha = 1.0 if config.lr_schedule == "constant" else 0.0
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps, alpha)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        config.steps - warmup,
+        alpha,
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
+    )
 
 
 def train(config, out_dir, images=None, strategy=None, log=print, time_limit=None):
@@ -290,7 +302,7 @@ def _compiled_models(config, out_dir, images):
         from keras_resunet.int8_simulation import with_int8_rounding
 
         trained = with_int8_rounding(model, _int8_ranges(config, out_dir, images))
-    optimizer = keras.optimizers.Adam(_learning_rate(config), clipnorm=config.clipnorm)
+    optimizer = keras.optimizers.Adam(learning_rate(config), clipnorm=config.clipnorm)
     loss = RestorationLoss(config.alpha, config.beta, config.perceptual, config.pixel_loss)
     trained.compile(
         optimizer=optimizer, loss=loss, metrics=[psnr_metric], jit_compile=config.jit_compile
