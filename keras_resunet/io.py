@@ -12,13 +12,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (
-    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".gif",
-    ".avif", ".heic", ".heif",
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp",
+    ".gif", ".avif", ".heic", ".heif", ".jxl",
 )  # fmt: skip
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 HEIF_SUFFIXES = (".heic", ".heif")
-# Lossy formats, written at a quality; of them only HEIF holds 16-bit gray (in 10 bits)
-_LOSSY_SUFFIXES = (".jpg", ".jpeg", ".avif", *HEIF_SUFFIXES)
-_EIGHT_BIT_SUFFIXES = (".jpg", ".jpeg", ".avif")
+# Lossy formats, written at a quality; of them HEIF holds 16-bit gray (in 10 bits), JPEG XL in 16
+_LOSSY_SUFFIXES = (*JPEG_SUFFIXES, ".avif", *HEIF_SUFFIXES, ".jxl")
+_EIGHT_BIT_SUFFIXES = (*JPEG_SUFFIXES, ".avif")
 
 
 def _heif_plugin():
@@ -32,8 +33,31 @@ def _heif_plugin():
     return True
 
 
+def _jxl_plugin():
+    """Imports pillow-jxl-plugin, which registers JPEG XL (written by Lightroom, Photoshop and
+    GIMP) with Pillow; False where it is not installed."""
+    try:
+        import pillow_jxl  # noqa: F401  registers on import
+    except ImportError:
+        return False
+    return True
+
+
 HEIF_READABLE = _heif_plugin()
 HEIF_MISSING = "HEIC/HEIF needs the pillow-heif package (pip install pillow-heif)"
+JXL_READABLE = _jxl_plugin()
+JXL_MISSING = "JPEG XL needs the pillow-jxl-plugin package (pip install pillow-jxl-plugin)"
+
+
+def missing_plugin(suffix):
+    """Why a file of `suffix` cannot be read or written here (its plugin is not installed), or
+    None."""
+    suffix = suffix.lower()
+    if suffix in HEIF_SUFFIXES and not HEIF_READABLE:
+        return HEIF_MISSING
+    if suffix == ".jxl" and not JXL_READABLE:
+        return JXL_MISSING
+    return None
 
 
 class ImageReadError(ValueError):
@@ -189,8 +213,8 @@ def read_image_file(path, max_pixels=None):
             (the message names the file).
     """
     path = Path(path)
-    if path.suffix.lower() in HEIF_SUFFIXES and not HEIF_READABLE:
-        raise ImageReadError(f"{path}: {HEIF_MISSING}")
+    if missing := missing_plugin(path.suffix):
+        raise ImageReadError(f"{path}: {missing}")
     limit = Image.MAX_IMAGE_PIXELS
     try:
         if max_pixels is not None:
@@ -383,7 +407,18 @@ def _webp_lossless(path):
 
 _ORIENTATION = 0x0112
 # Formats whose Pillow writers take `icc_profile=` and `exif=`.
-_METADATA_FORMATS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".avif", *HEIF_SUFFIXES)
+# (the JPEG XL writer takes EXIF; it writes the colour space as libjxl encodes it, not the
+# profile given)
+_METADATA_FORMATS = (
+    *JPEG_SUFFIXES,
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".avif",
+    *HEIF_SUFFIXES,
+    ".jxl",
+)
 
 
 def save_image_file(path, image, quality=95):
@@ -394,21 +429,21 @@ def save_image_file(path, image, quality=95):
     pixels here, so those are refused. Lossy formats are written at `quality`.
 
     Raises:
-        ValueError: if the format cannot hold the image's mode, or HEIC/HEIF is asked for
-            without pillow-heif.
+        ValueError: if the format cannot hold the image's mode, or HEIC/HEIF or JPEG XL is
+            asked for without its plugin.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     pixels = np.clip(np.asarray(image.pixels, dtype=np.float32), 0, 1)
-    jpeg = suffix in (".jpg", ".jpeg")
+    jpeg = suffix in JPEG_SUFFIXES
     if jpeg and image.alpha is not None:
         raise ValueError(f"{path}: JPEG cannot store alpha; use .png or .tif")
     if suffix in _EIGHT_BIT_SUFFIXES and image.bit_depth == 16:
         raise ValueError(
             f"{path}: {suffix[1:].upper()} cannot store 16-bit images; use .png or .tif"
         )
-    if suffix in HEIF_SUFFIXES and not HEIF_READABLE:
-        raise ValueError(f"{path}: {HEIF_MISSING}")
+    if missing := missing_plugin(suffix):
+        raise ValueError(f"{path}: {missing}")
     if image.bit_depth == 16:
         if pixels.shape[-1] != 1:
             raise ValueError(f"{path}: 16-bit output is supported for gray images only")
@@ -423,6 +458,8 @@ def save_image_file(path, image, quality=95):
     options = {"quality": quality} if suffix in _LOSSY_SUFFIXES else {}
     if suffix == ".webp":
         options = {"lossless": True} if image.lossless else {"quality": quality}
+    if suffix == ".jxl" and quality >= 100:  # libjxl's quality 100 is its lossless mode
+        options = {"lossless": True}
     if suffix in _METADATA_FORMATS:
         if image.icc_profile:
             options["icc_profile"] = image.icc_profile

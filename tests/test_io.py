@@ -56,7 +56,8 @@ def test_corrupt_file_names_itself(tmp_path):
 
 
 def _modern_photo(path, mode, size, orientation=6):
-    """A smooth picture in `mode` saved as AVIF or HEIC with an EXIF orientation and maker."""
+    """A smooth picture in `mode` saved as AVIF, HEIC or JPEG XL with an EXIF orientation and
+    maker."""
     height, width = size
     rgb = io.to_uint8(smooth_image(height, width, seed=3))
     picture = Image.fromarray(rgb).convert(mode.removesuffix("A"))
@@ -68,10 +69,10 @@ def _modern_photo(path, mode, size, orientation=6):
     return np.asarray(picture)
 
 
-@pytest.mark.parametrize("suffix", ["avif", "heic"])
+@pytest.mark.parametrize("suffix", ["avif", "heic", "jxl"])
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
 @pytest.mark.parametrize("size", [(33, 47), (64, 40)])
-def test_avif_and_heic_photos_come_back_upright_in_their_format_and_mode(
+def test_avif_heic_and_jxl_photos_come_back_upright_in_their_format_and_mode(
     tmp_path, suffix, mode, size
 ):
     source = tmp_path / f"in.{suffix}"
@@ -95,25 +96,43 @@ def test_avif_and_heic_photos_come_back_upright_in_their_format_and_mode(
     assert np.abs(again.pixels - image.pixels).mean() < 0.02
 
 
-def test_heic_without_its_plugin_is_refused_by_name(tmp_path, monkeypatch):
-    _modern_photo(tmp_path / "in.heic", "RGB", (20, 24))
-    image = io.read_image_file(tmp_path / "in.heic")
-    monkeypatch.setattr(io, "HEIF_READABLE", False)
-    with pytest.raises(io.ImageReadError, match=r"in\.heic: .*pip install pillow-heif"):
-        io.read_image_file(tmp_path / "in.heic")
-    with pytest.raises(ValueError, match="pillow-heif"):
-        io.save_image_file(tmp_path / "out.heic", image)
-    assert not (tmp_path / "out.heic").exists()
+@pytest.mark.parametrize(
+    ("suffix", "flag", "package"),
+    [("heic", "HEIF_READABLE", "pillow-heif"), ("jxl", "JXL_READABLE", "pillow-jxl-plugin")],
+)
+def test_heic_and_jxl_without_their_plugin_are_refused_by_name(
+    tmp_path, monkeypatch, suffix, flag, package
+):
+    _modern_photo(tmp_path / f"in.{suffix}", "RGB", (20, 24))
+    image = io.read_image_file(tmp_path / f"in.{suffix}")
+    monkeypatch.setattr(io, flag, False)
+    with pytest.raises(io.ImageReadError, match=rf"in\.{suffix}: .*pip install {package}"):
+        io.read_image_file(tmp_path / f"in.{suffix}")
+    with pytest.raises(ValueError, match=package):
+        io.save_image_file(tmp_path / f"out.{suffix}", image)
+    assert not (tmp_path / f"out.{suffix}").exists()
+    assert io.missing_plugin(".png") is None
 
 
-def test_sixteen_bit_gray_goes_to_heic_in_ten_bits_and_is_refused_by_avif_and_jpeg(tmp_path):
+def test_sixteen_bit_gray_goes_to_jxl_whole_and_is_refused_by_avif_and_jpeg(tmp_path):
     deep = (smooth_image(20, 24, channels=1)[..., 0] * 65535).astype(np.uint16)
     Image.fromarray(deep).save(tmp_path / "deep.png")
     image = io.read_image_file(tmp_path / "deep.png")
-    for suffix in ("avif", "jpg"):
+    for suffix in ("avif", "jpg", "jfif"):
         with pytest.raises(ValueError, match="cannot store 16-bit"):
             io.save_image_file(tmp_path / f"out.{suffix}", image)
         assert not (tmp_path / f"out.{suffix}").exists()
+    io.save_image_file(tmp_path / "out.jxl", image, quality=100)
+    again = io.read_image_file(tmp_path / "out.jxl")
+    assert again.bit_depth == 16 and again.notes == ()
+    # quality 100 is lossless in JPEG XL: the 16-bit values come back
+    np.testing.assert_array_equal(np.round(again.pixels * 65535), np.round(image.pixels * 65535))
+
+
+def test_sixteen_bit_gray_goes_to_heic_in_ten_bits(tmp_path):
+    deep = (smooth_image(20, 24, channels=1)[..., 0] * 65535).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    image = io.read_image_file(tmp_path / "deep.png")
     io.save_image_file(tmp_path / "out.heic", image)
     again = io.read_image_file(tmp_path / "out.heic")
     assert again.bit_depth == 16 and again.notes == ()

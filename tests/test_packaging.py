@@ -41,7 +41,8 @@ def test_the_wheel_carries_the_default_models_the_license_and_its_dependencies(w
         stem = f"keras_resunet/saved_models/{pretrained.PRETRAINED[name].filename[:-6]}"
         assert {f"{stem}.keras", f"{stem}.md", f"{stem}.json"} <= names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
-    assert "Requires-Dist: pywavelets" in requires and "Requires-Dist: pillow-heif" in requires
+    for package in ("pywavelets", "pillow-heif", "pillow-jxl-plugin"):
+        assert f"Requires-Dist: {package}" in requires
     # every package of the source tree is in the wheel
     packages = {p.parent.relative_to(ROOT).as_posix() for p in ROOT.glob("keras_resunet/**/*.py")}
     assert {f"{p}/__init__.py" for p in packages} <= names
