@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from keras_resunet import camera_raw, sixteen_bit
+
 IMAGE_SUFFIXES = (
     ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp",
-    ".gif", ".avif", ".heic", ".heif", ".jxl",
+    ".gif", ".avif", ".heic", ".heif", ".jxl", *camera_raw.SUFFIXES,
 )  # fmt: skip
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 HEIF_SUFFIXES = (".heic", ".heif")
@@ -47,6 +49,11 @@ HEIF_READABLE = _heif_plugin()
 HEIF_MISSING = "HEIC/HEIF needs the pillow-heif package (pip install pillow-heif)"
 JXL_READABLE = _jxl_plugin()
 JXL_MISSING = "JPEG XL needs the pillow-jxl-plugin package (pip install pillow-jxl-plugin)"
+RAW_READABLE = camera_raw.available()
+SIXTEEN_BIT_COLOUR = sixteen_bit.available()
+SIXTEEN_BIT_MISSING = (
+    "16-bit colour needs the imagecodecs and tifffile packages (pip install imagecodecs tifffile)"
+)
 
 
 def missing_plugin(suffix):
@@ -57,7 +64,18 @@ def missing_plugin(suffix):
         return HEIF_MISSING
     if suffix == ".jxl" and not JXL_READABLE:
         return JXL_MISSING
+    if suffix in camera_raw.SUFFIXES and not RAW_READABLE:
+        return camera_raw.MISSING
     return None
+
+
+def output_name(path):
+    """The file name the restored copy of `path` gets: its own, or for a camera raw file (which
+    cannot be written) its stem as a TIFF."""
+    path = Path(path)
+    if path.suffix.lower() in camera_raw.SUFFIXES:
+        return path.stem + camera_raw.OUTPUT_SUFFIX
+    return path.name
 
 
 class ImageReadError(ValueError):
@@ -171,7 +189,8 @@ class ImageFile:
         pixels: float32 (H, W, 1) for gray or (H, W, 3) for color, in [0, 1], upright (the
             EXIF orientation applied).
         alpha: float32 (H, W, 1) in [0, 1], or None.
-        bit_depth: 8 or 16 (16 only for gray: Pillow keeps 16 bits for single-channel images).
+        bit_depth: 8 or 16 (16-bit gray through Pillow; 16-bit colour PNG and TIFF through
+            `sixteen_bit`, camera raw files through `camera_raw`).
         icc_profile: the embedded colour profile (bytes), or None.
         exif: the EXIF block (bytes, orientation reset to upright), or None.
         notes: what reading changed that the output cannot restore (a colour space converted,
@@ -199,9 +218,10 @@ _UNSUPPORTED_MODES = {
 
 
 def read_image_file(path, max_pixels=None):
-    """Reads an image keeping its mode: gray stays gray, RGBA keeps its alpha, 16-bit gray keeps
-    16 bits. Palette images become RGB(A); CMYK and other modes become RGB. The EXIF orientation
-    is applied (the pixels are upright), and the colour profile and EXIF data are kept.
+    """Reads an image keeping its mode: gray stays gray, RGBA keeps its alpha, 16-bit gray and
+    colour keep 16 bits. Palette images become RGB(A); CMYK and other modes become RGB. The EXIF
+    orientation is applied (the pixels are upright), and the colour profile and EXIF data are
+    kept. A camera raw file is developed into 16-bit sRGB (`camera_raw`).
 
     Args:
         path: the file.
@@ -215,6 +235,8 @@ def read_image_file(path, max_pixels=None):
     path = Path(path)
     if missing := missing_plugin(path.suffix):
         raise ImageReadError(f"{path}: {missing}")
+    if path.suffix.lower() in camera_raw.SUFFIXES:
+        return _read_camera_raw(path, max_pixels)
     limit = Image.MAX_IMAGE_PIXELS
     try:
         if max_pixels is not None:
@@ -245,6 +267,17 @@ def read_image_file(path, max_pixels=None):
                 # describe the wrong pixels (readers then refuse it)
                 for tag in _TIFF_LAYOUT_TAGS & set(exif):
                     del exif[tag]
+            deep = _sixteen_bit_pixels(path, image) if _sixteen_bit_colour(path, image) else None
+            if deep is not None:
+                orientation = exif.get(_ORIENTATION, 1)
+                if exif:
+                    exif[_ORIENTATION] = 1
+                if source_format == "TIFF" and sixteen_bit.has_camera_settings(exif.tobytes()):
+                    notes.append(
+                        "its EXIF camera settings and location are not written into a 16-bit "
+                        "colour TIFF (its make, model, date and description are)"
+                    )
+                return _sixteen_bit_file(deep, orientation, icc_profile, exif, notes)
             if _sixteen_bit_colour(path, image):
                 notes.append("16-bit colour is read as 8 bits per channel: written in 8 bits")
             elif (
@@ -297,6 +330,42 @@ def read_image_file(path, max_pixels=None):
     icc_profile = _matching_profile(icc_profile, "GRAY" if color.shape[-1] == 1 else "RGB ", notes)
     lossless = source_format == "WEBP" and _webp_lossless(path)
     return ImageFile(to_float01(color), alpha, 8, icc_profile, exif, tuple(notes), lossless)
+
+
+def _read_camera_raw(path, max_pixels):
+    if not path.is_file():
+        raise ImageReadError(f"{path}: file not found")
+    try:
+        pixels = camera_raw.develop(path, max_pixels)
+    except camera_raw.RawReadError as error:
+        raise ImageReadError(f"{path}: {error}") from error
+    profile = _srgb_profile()
+    return ImageFile(to_float01(pixels), None, 16, profile, None, (camera_raw.DEVELOPED,))
+
+
+def _sixteen_bit_pixels(path, image):
+    """The uint16 pixels of a 16-bit colour PNG or TIFF, or None where they cannot be read in
+    16 bits here (the caller then reads 8 bits through Pillow and says so)."""
+    if not SIXTEEN_BIT_COLOUR or image.format not in sixteen_bit.FORMATS:
+        return None
+    try:
+        return sixteen_bit.read(path, image.format)
+    except (ValueError, OSError, KeyError, RuntimeError):
+        return None
+
+
+def _sixteen_bit_file(deep, orientation, icc_profile, exif, notes):
+    deep = to_float01(sixteen_bit.upright(deep, orientation))
+    alpha = deep[..., 3:] if deep.shape[-1] == 4 else None
+    icc_profile = _matching_profile(icc_profile, "RGB ", notes)
+    exif = exif.tobytes() if exif else None
+    return ImageFile(deep[..., :3], alpha, 16, icc_profile, exif, tuple(notes))
+
+
+def _srgb_profile():
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 # Modes read as they are (palette images are expanded; 16-bit gray is read above)
@@ -426,7 +495,8 @@ def save_image_file(path, image, quality=95):
     and EXIF data where the format holds them, atomically.
 
     The format follows the suffix of `path`; JPEG has no alpha, JPEG and AVIF hold no 16-bit
-    pixels here, so those are refused. Lossy formats are written at `quality`.
+    pixels here, and 16-bit colour is written as PNG or TIFF only, so others are refused. Lossy
+    formats are written at `quality`.
 
     Raises:
         ValueError: if the format cannot hold the image's mode, or HEIC/HEIF or JPEG XL is
@@ -444,9 +514,10 @@ def save_image_file(path, image, quality=95):
         )
     if missing := missing_plugin(suffix):
         raise ValueError(f"{path}: {missing}")
+    if image.bit_depth == 16 and pixels.shape[-1] == 3:
+        _save_sixteen_bit_colour(path, image, pixels)
+        return
     if image.bit_depth == 16:
-        if pixels.shape[-1] != 1:
-            raise ValueError(f"{path}: 16-bit output is supported for gray images only")
         converted = Image.fromarray(np.round(pixels[..., 0] * 65535).astype(np.uint16))
     else:
         array = to_uint8(pixels)
@@ -466,6 +537,21 @@ def save_image_file(path, image, quality=95):
         if image.exif:
             options["exif"] = image.exif
     _save_atomically(converted, path, options)
+
+
+def _save_sixteen_bit_colour(path, image, pixels):
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".tif", ".tiff"):
+        raise ValueError(f"{path}: 16-bit colour is written as PNG or TIFF; use .png or .tif")
+    if not SIXTEEN_BIT_COLOUR:
+        raise ValueError(f"{path}: {SIXTEEN_BIT_MISSING}")
+    deep = np.round(pixels * 65535).astype(np.uint16)
+    if image.alpha is not None:
+        alpha = np.round(np.clip(image.alpha, 0, 1) * 65535).astype(np.uint16)
+        deep = np.concatenate([deep, alpha], axis=-1)
+    image_format = "PNG" if suffix == ".png" else "TIFF"
+    with atomic_write(path) as temporary:
+        sixteen_bit.write(temporary, deep, image_format, image.icc_profile, image.exif)
 
 
 def _save_atomically(image, path, options=None):

@@ -169,7 +169,8 @@ def check_output_folder(folder):
 def restore_files(inputs, output, options=RestoreOptions(), log=print):
     """Restores every image in `inputs` (files or folders) into the folder `output`.
 
-    Each output keeps the input's file name, format, mode, orientation and colour profile.
+    Each output keeps the input's file name, format, mode, orientation and colour profile (a
+    camera raw file's is a 16-bit TIFF of the same stem).
     With `noisy_demo`, the degraded input is also written as `<stem>_degraded<suffix>`. An
     interruption (Ctrl-C, SIGTERM) stops after removing the file being written; the results
     so far are kept in `results` of the `RestoreInterrupted` it raises.
@@ -250,7 +251,7 @@ def _planned_outputs(paths, output, noisy_demo):
     owners, planned = {}, {}
     inputs = {path.resolve() for path in paths}
     for path in paths:
-        target = output / path.name
+        target = output / io.output_name(path)
         degraded = (
             target.with_name(f"{target.stem}_degraded{target.suffix}") if noisy_demo else None
         )

@@ -1,5 +1,8 @@
 """Helpers the tests import: synthetic images and the checks every image model must pass."""
 
+import struct
+import zlib
+
 import keras
 import numpy as np
 
@@ -52,3 +55,47 @@ def check_image_model(builder, tmp_path, **kwargs):
     model.fit(x, target, epochs=5, verbose=0)
     after = model.evaluate(x, target, verbose=0)
     assert after < before
+
+
+def png_16_bit(path, pixels, chunks=b""):
+    """Writes uint16 (H, W, 3 or 4) pixels as a 16-bit PNG from raw chunks (Pillow writes none),
+    with `chunks` (already framed) after the header."""
+    height, width, channels = pixels.shape
+    values = np.asarray(pixels, ">u2")
+    rows = b"".join(b"\x00" + row.tobytes() for row in values)
+    header = struct.pack(">IIBBBBB", width, height, 16, 2 if channels == 3 else 6, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + chunks
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def png_chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def camera_dng(path, rgb, orientation=1, white=4095):
+    """A minimal camera raw file: `rgb` (H, W, 3 in [0, 1], H and W even) sampled through an RGGB
+    Bayer mosaic at 12 bits, as a DNG with a neutral as-shot white balance and no colour matrix
+    (LibRaw then takes the camera's colours as they are)."""
+    import tifffile
+
+    mosaic = np.zeros(rgb.shape[:2], np.uint16)
+    for (top, left), channel in {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 2}.items():
+        mosaic[top::2, left::2] = np.round(rgb[top::2, left::2, channel] * white)
+    tags = [
+        (271, "s", 0, "TestMaker", True),
+        (272, "s", 0, "TestCam", True),
+        (274, "H", 1, orientation, True),
+        (33421, "H", 2, (2, 2), True),  # CFA repeat pattern 2x2
+        (33422, "B", 4, (0, 1, 1, 2), True),  # R G / G B
+        (50706, "B", 4, (1, 4, 0, 0), True),  # DNG version
+        (50708, "s", 0, "TestMaker TestCam", True),
+        (50728, "2I", 3, [10000] * 6, True),  # as-shot neutral
+        (50714, "H", 1, 0, True),  # black level
+        (50717, "H", 1, white, True),  # white level
+    ]
+    tifffile.imwrite(path, mosaic, photometric=32803, extratags=tags, subfiletype=0)

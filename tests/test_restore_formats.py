@@ -1,16 +1,16 @@
-"""Every mode and format a camera or editor writes, generated with Pillow: each file is restored
+"""Every mode and format a camera or editor writes, generated with Pillow (and tifffile, for
+16-bit colour and a camera raw file): each file is restored
 faithfully (format, mode, size, bit depth, a colour profile that fits its pixels, readable by
 Pillow again) or named with its reason, and the summary counts every file given."""
 
-import struct
-import zlib
-
+import imagecodecs
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms
 
 from keras_resunet.restore import RestoreOptions, restore_files, summarize
-from tests.support import smooth_image
+from tests.support import camera_dng, png_16_bit, smooth_image
 
 FORMATS = {
     "png": "PNG", "jpg": "JPEG", "tif": "TIFF", "webp": "WEBP", "bmp": "BMP", "gif": "GIF",
@@ -62,25 +62,6 @@ def _write(folder, mode, suffix):
     return path
 
 
-def _png16_rgb(path):
-    """A 16-bit RGB PNG (Pillow cannot write one): raw chunks."""
-    values = (smooth_image(32, 40, seed=6) * 65535).round().astype(">u2")
-    rows = b"".join(b"\x00" + row.tobytes() for row in values)
-
-    def chunk(kind, body):
-        data = kind + body
-        return struct.pack(">I", len(body)) + data + struct.pack(">I", zlib.crc32(data))
-
-    header = struct.pack(">IIBBBBB", 40, 32, 16, 2, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def restored(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inputs")
@@ -90,10 +71,14 @@ def restored(tmp_path_factory):
             path = _write(folder, mode, suffix)
             if path is not None:
                 written[path.name] = mode
-    # an animated GIF, a 16-bit RGB PNG, a CMYK JPEG carrying an RGB profile, a stray file
+    # an animated GIF, 16-bit RGB(A) PNG and TIFF, a camera raw file, a CMYK JPEG carrying an
+    # RGB profile, a stray file
     frames = [_picture("RGB").convert("P"), _picture("L").convert("P")]
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:])
-    _png16_rgb(folder / "deep_rgb.png")
+    deep = np.round(smooth_image(32, 40, channels=4, seed=6) * 65535).astype(np.uint16)
+    png_16_bit(folder / "deep_rgb.png", deep[..., :3])
+    tifffile.imwrite(folder / "deep_rgba.tif", deep, photometric="rgb", extrasamples=["unassalpha"])
+    camera_dng(folder / "camera.dng", smooth_image(32, 40, seed=7))
     _picture("CMYK").save(folder / "cmyk_profile.jpg", icc_profile=SRGB)
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path_factory.mktemp("out")
@@ -137,11 +122,19 @@ def test_conversions_are_said_and_fixed(restored):
         assert output.mode == "RGB"
         profile = output.info.get("icc_profile")
         assert profile is None or profile[16:20] == b"RGB "
-    deep = results["deep_rgb.png"]
-    assert deep.error is None and any("16-bit" in note for note in deep.notes)
+    for name, written, channels in (
+        ("deep_rgb.png", "deep_rgb.png", 3),
+        ("deep_rgba.tif", "deep_rgba.tif", 4),
+        ("camera.dng", "camera.tif", 3),
+    ):
+        assert results[name].error is None, (name, results[name].error)
+        pixels = tifffile.imread(out / written) if written.endswith("tif") else None
+        if pixels is None:
+            pixels = imagecodecs.png_decode((out / written).read_bytes())
+        assert pixels.dtype == np.uint16 and pixels.shape == (32, 40, channels), name
     assert "frames" in results["animated.gif"].error
     assert results["notes.txt"].skipped.startswith("not an image file")
-    assert any("note: 16-bit colour" in line for line in lines)
+    assert any("note: developed by LibRaw" in line for line in lines)
 
 
 def test_the_summary_counts_every_file_given(restored):
