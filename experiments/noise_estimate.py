@@ -7,10 +7,10 @@ photo as cameras and editors save it, and what that costs the restoration.
 On the validation photos (Photos1k/val; never a test set): each photo gets seeded Gaussian noise
 (image i: seed (0, i)), is rounded to 8 bits and saved as PNG or as JPEG (quality 95 / 90 / 75,
 chroma subsampled 4:2:0 as cameras and most editors write it, and quality 95 at 4:4:4), then
-decoded. Three estimators read each decoded photo: the wavelet estimate averaged over the R, G, B
-channels; the same estimate on luma scaled back to RGB; and that one corrected for clipping
-(`keras_resunet.noise_level.estimate_sigma`, what `resunet denoise` uses without `--sigma`).
-On the centre 256x256 crops of the first
+decoded. Two estimators read each decoded photo, both in luma and corrected for clipping
+(`keras_resunet.noise_level.estimate_sigma`): over the whole image, and over its flattest blocks;
+`resunet denoise` without `--sigma` uses the first for JPEGs under quality FINE_QUALITY and the
+second for the rest. On the centre 256x256 crops of the first
 `--restore-images` photos the noise-map model restores each input given the true sigma and each
 estimate. Writes results/noise_estimate/{summary.json, README.md}.
 """
@@ -26,39 +26,37 @@ import numpy as np
 from experiments import common
 from keras_resunet import data, datasets, degradations, metrics, provenance
 from keras_resunet.io import write_text_atomically
-from keras_resunet.noise_level import estimate_sigma, wavelet_sigma
+from keras_resunet.noise_level import FINE_QUALITY, estimate_sigma
 
 VALIDATION = "Photos1k/val"
 SIGMAS_255 = (0, 5, 15, 25, 50, 75)
-# name: (Pillow format, save options); None is lossless PNG
+# name: Pillow's JPEG save options; None is lossless PNG
 FORMATS = {
     "PNG": None,
     "JPEG q95 4:2:0": {"quality": 95, "subsampling": 2},
     "JPEG q90 4:2:0": {"quality": 90, "subsampling": 2},
+    "JPEG q85 4:2:0": {"quality": 85, "subsampling": 2},
     "JPEG q75 4:2:0": {"quality": 75, "subsampling": 2},
-    "JPEG q95 4:4:4": {"quality": 95, "subsampling": 0},
 }
 CROP = 256
 
 
-def channel_estimate(image):
-    """The wavelet estimate on each of R, G, B, averaged: the estimator luma replaces."""
-    from skimage.restoration import estimate_sigma as wavelet_estimate
-
-    return float(np.clip(wavelet_estimate(image, channel_axis=-1, average_sigmas=True), 0, 1))
-
-
-def luma_estimate(image):
-    """The wavelet estimate on luma, scaled back, without the clipping correction."""
-    return float(np.clip(wavelet_sigma(image), 0, 1))
+def whole_image_estimate(image):
+    """The estimate measured over the whole image (as for a file of unknown lossy quality)."""
+    return estimate_sigma(image, stored_quality=0)
 
 
 # name: (estimator, its column heading)
 ESTIMATORS = {
-    "channels": (channel_estimate, "per channel"),
-    "luma": (luma_estimate, "luma"),
-    "corrected": (estimate_sigma, "luma, clipping corrected"),
+    "whole": (whole_image_estimate, "whole image"),
+    "blocks": (estimate_sigma, "flattest blocks"),
 }
+
+
+def used_estimator(options):
+    """The estimator `resunet denoise` uses for a file saved with these options."""
+    quality = None if options is None else options["quality"]
+    return "whole" if quality is not None and quality < FINE_QUALITY else "blocks"
 
 
 def saved_as(image, options):
@@ -98,7 +96,11 @@ def run(args, log=print):
         for label, options in FORMATS.items():
             log(f"sigma {sigma_255}/255, {label}")
             inputs = [saved_as(image, options) for image in noisy]
-            row = {"images": len(inputs), "restored_crops": restore_count}
+            row = {
+                "images": len(inputs),
+                "restored_crops": restore_count,
+                "used": used_estimator(options),
+            }
             estimates = {}
             for name, (estimator, _) in ESTIMATORS.items():
                 values = np.array([estimator(image) for image in inputs]) * 255
@@ -128,6 +130,7 @@ def run(args, log=print):
         "model": str(args.model),
         "data": VALIDATION,
         "sigmas_255": list(sigmas),
+        "fine_quality": FINE_QUALITY,
         "formats": FORMATS,
         "crop": CROP,
         "scikit_image": metadata.version("scikit-image"),
@@ -144,10 +147,13 @@ def run(args, log=print):
 def readme(summary):
     names = list(ESTIMATORS)
     headings = " | ".join(ESTIMATORS[name][1] for name in names)
-    estimates = [f"| sigma | saved as | {headings} |", "|---|---|" + "---|" * len(names)]
+    estimates = [
+        f"| sigma | saved as | {headings} | resunet denoise uses |",
+        "|---|---|" + "---|" * (len(names) + 1),
+    ]
     restored = [
-        f"| sigma | saved as | input | true sigma | {headings} |",
-        "|---|---|---|---|" + "---|" * len(names),
+        f"| sigma | saved as | input | true sigma | {headings} | resunet denoise uses |",
+        "|---|---|---|---|" + "---|" * (len(names) + 1),
     ]
     for key, row in summary["rows"].items():
         sigma, label = key.split("/", 1)
@@ -157,11 +163,12 @@ def readme(summary):
             cells.append(
                 f"{row[f'{name}_mean_255']:.1f}" + ("" if error is None else f" ({error:.2f})")
             )
-        estimates.append(f"| {sigma} | {label} | {' | '.join(cells)} |")
+        used = ESTIMATORS[row["used"]][1]
+        estimates.append(f"| {sigma} | {label} | {' | '.join(cells)} | {used} |")
         scores = " | ".join(f"{row[f'psnr_{name}_sigma']:.2f}" for name in names)
         restored.append(
             f"| {sigma} | {label} | {row['input_psnr']:.2f} | {row['psnr_true_sigma']:.2f} "
-            f"| {scores} |"
+            f"| {scores} | {used} |"
         )
     first = next(iter(summary["rows"].values()))
     return f"""# Estimating the noise level of saved photos
@@ -171,10 +178,13 @@ Written by `{summary["command"]}` on {summary["machine"]}, scikit-image
 
 {first["images"]} validation photos ({summary["data"]}, not a test set), each with seeded
 Gaussian noise of the sigma shown (/255), clipped and rounded to 8 bits and saved as shown (JPEG
-by Pillow; 4:2:0 is what cameras and most editors write), then decoded. Three estimators: the
-wavelet estimate averaged over the R, G and B channels; the same estimate on luma, scaled back
-to RGB; and that one corrected for clipping, which `resunet denoise` uses without `--sigma`
-(`keras_resunet.noise_level.estimate_sigma`). Sigma 0: clean photos, only rounded and saved.
+by Pillow; 4:2:0 is what cameras and most editors write), then decoded. Two estimators
+(`keras_resunet.noise_level.estimate_sigma`), both the wavelet estimate on luma scaled back to
+RGB and corrected for clipping: over the whole image, and over its flattest blocks (a low
+percentile of the estimates of 32x32-pixel blocks). `resunet denoise` without `--sigma` uses the
+whole-image one for JPEGs under quality {summary["fine_quality"]} (and lossy files of unknown
+quality: HEIC, AVIF, lossy WebP, JPEG XL), the flattest blocks for the rest. Sigma 0: clean
+photos, only rounded and saved.
 
 ## Estimates
 

@@ -437,8 +437,8 @@ Noisy photos are saved clipped to [0, 1] and rounded to 8 bits; the reference pr
 ## Wrong or estimated sigma (CBSD68)
 
 The noise-map model given a sigma 30% too low or too high, and given the per-image wavelet
-estimate (`keras_resunet.noise_level.estimate_sigma`, what `resunet denoise` uses without
-`--sigma`).
+estimate on the flattest blocks (`keras_resunet.noise_level.estimate_sigma`, what `resunet
+denoise` uses for a lossless file without `--sigma`).
 
 {chr(10).join(mismatch_rows)}
 

@@ -196,6 +196,9 @@ class ImageFile:
         notes: what reading changed that the output cannot restore (a colour space converted,
             16-bit colour read as 8 bits), to tell the user.
         lossless: the file was stored losslessly (a WebP): write it back losslessly.
+        stored_quality: for a file a lossy codec wrote, its quality (JPEG: 1-100, estimated from
+            its quantization tables; 0 where the codec does not say: HEIC, AVIF, lossy WebP,
+            JPEG XL); None for lossless files.
     """
 
     pixels: np.ndarray
@@ -205,6 +208,7 @@ class ImageFile:
     exif: bytes | None = None
     notes: tuple = ()
     lossless: bool = False
+    stored_quality: int | None = None
 
     def with_pixels(self, pixels):
         """The same file description (mode, alpha, metadata) with other pixels."""
@@ -260,6 +264,7 @@ def read_image_file(path, max_pixels=None):
                 raise ImageReadError(f"{path}: {_UNSUPPORTED_MODES[image.mode]}")
             image.load()
             source_format, notes = image.format, []
+            stored_quality = _stored_quality(image, path)
             icc_profile = image.info.get("icc_profile")
             exif = image.getexif()
             if source_format == "TIFF":
@@ -328,8 +333,10 @@ def read_image_file(path, max_pixels=None):
         Image.MAX_IMAGE_PIXELS = limit
     alpha = to_float01(alpha) if has_alpha else None
     icc_profile = _matching_profile(icc_profile, "GRAY" if color.shape[-1] == 1 else "RGB ", notes)
-    lossless = source_format == "WEBP" and _webp_lossless(path)
-    return ImageFile(to_float01(color), alpha, 8, icc_profile, exif, tuple(notes), lossless)
+    lossless = source_format == "WEBP" and stored_quality is None
+    return ImageFile(
+        to_float01(color), alpha, 8, icc_profile, exif, tuple(notes), lossless, stored_quality
+    )
 
 
 def _read_camera_raw(path, max_pixels):
@@ -466,6 +473,33 @@ def _sixteen_bit_colour(path, image):
             header = handle.read(26)
         return len(header) == 26 and header[24] == 16
     return False
+
+
+# The sum of the IJG luminance quantization table (ITU T.81 Annex K), which libjpeg scales by
+# (200 - 2q)% for quality q >= 50 and by 5000/q % below.
+_IJG_LUMA_SUM = 3688
+# Formats a lossy codec wrote whose quality the file does not give.
+_LOSSY_FORMATS = {"HEIF", "AVIF", "JXL"}
+
+
+def jpeg_quality(quantization):
+    """The libjpeg quality (1-100) whose luminance table matches the sum of the first table of
+    `quantization` (Pillow's `image.quantization`); other encoders' tables get the nearest."""
+    scale = 100 * sum(quantization[min(quantization)]) / _IJG_LUMA_SUM
+    quality = (200 - scale) / 2 if scale <= 100 else 5000 / scale
+    return int(np.clip(round(quality), 1, 100))
+
+
+def _stored_quality(image, path):
+    """ImageFile.stored_quality of an open Pillow image."""
+    if image.format in ("JPEG", "MPO"):
+        tables = getattr(image, "quantization", None)
+        return jpeg_quality(tables) if tables else 0
+    if image.format in _LOSSY_FORMATS:
+        return 0
+    if image.format == "WEBP":
+        return None if _webp_lossless(path) else 0
+    return None
 
 
 def _webp_lossless(path):

@@ -1,6 +1,8 @@
 """Noise levels: checking a given sigma, and estimating it from a photo for methods that need it
 and were not told. Light to import (no Keras or TensorFlow), so arguments are checked at once."""
 
+import functools
+
 import numpy as np
 
 
@@ -26,18 +28,36 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 LUMA_GAIN = float(np.linalg.norm(LUMA))
 
 
-def estimate_sigma(image):
-    """The Gaussian noise level (per channel) of an (H, W, C) image in [0, 1]: scikit-image's
-    wavelet estimate (median absolute deviation of the finest diagonal wavelet coefficients /
-    0.6745, Donoho & Johnstone 1994), corrected for clipping.
+# A lossy codec under this quality quantises the noise of flat areas away (chosen on
+# Photos1k/val, results/noise_estimate): such photos are measured over the whole image.
+FINE_QUALITY = 90
+
+
+def estimate_sigma(image, stored_quality=None):
+    """The Gaussian noise level (per channel) of an (H, W, C) image in [0, 1]: the wavelet
+    estimate (median absolute deviation of the finest diagonal wavelet coefficients / 0.6745,
+    Donoho & Johnstone 1994) of the image's flattest blocks, corrected for clipping.
+
+    Texture raises a median over the whole image (a clean photo reads about 5/255, one with
+    noise of 5/255 about 9), so the image is cut into blocks and the estimate is a low
+    percentile of the blocks' own estimates, scaled to read sigma on pure noise, or the whole
+    image's where that is lower (`flat_block_sigma`). A photo a lossy codec stored at a quality
+    that quantises fine detail away (`stored_quality` under FINE_QUALITY: JPEG under quality 90;
+    0, the quality unknown: HEIC, AVIF, lossy WebP, JPEG XL) has lost its noise in exactly those
+    flat blocks; it is measured over the whole image (`wavelet_sigma`), where the texture left
+    makes up for part of what the codec removed.
 
     Colour images are measured in luma, then scaled back (/ 0.6686): JPEG and video codecs keep
     luma at full resolution but average chroma over 2x2 blocks, which removes most of the chroma
-    noise from the finest scale, so an estimate on each RGB channel reads such photos about a
-    third low. Other channel counts: the mean over channels. An image within [0, 1] may have had
-    its noise clipped (a saved photo: dark and bright parts lose part of theirs), which lowers
-    the measure; `clipping_corrected` finds the level whose simulated clipping gives what was
-    measured. Texture raises the estimate slightly; a flat image gives 0.
+    noise from the finest scale. Other channel counts: the mean over channels. An image within
+    [0, 1] may have had its noise clipped (a saved photo: dark and bright parts lose part of
+    theirs), which lowers the measure; `clipping_corrected` finds the level whose simulated
+    clipping gives what was measured. A flat image gives 0.
+
+    Args:
+        image: (H, W, C) or (H, W) pixels in [0, 1] (values outside: noise never clipped).
+        stored_quality: the quality of the lossy codec the image was decoded from
+            (`io.ImageFile.stored_quality`); None for lossless files and unsaved images.
 
     Raises:
         ValueError: for an image under 16 pixels on a side, too small to estimate from (give
@@ -49,21 +69,101 @@ def estimate_sigma(image):
             f"image of {image.shape[0]}x{image.shape[1]} is too small to estimate its noise "
             "level: give it with --sigma"
         )
-    sigma = wavelet_sigma(image)
+    whole_image = stored_quality is not None and stored_quality < FINE_QUALITY
+    measure = wavelet_sigma if whole_image else flat_block_sigma
+    sigma = measure(image)
     if 0 < sigma and image.min() >= 0 and image.max() <= 1:  # values outside: never clipped
-        sigma = clipping_corrected(image, sigma)
+        sigma = clipping_corrected(image, sigma, measure)
     return float(np.clip(sigma, 0.0, 1.0))
 
 
+def _channels(image):
+    """The 2-D planes an estimate measures, and the gain of noise into them: luma for colour,
+    else each channel."""
+    if image.ndim == 2:
+        return [image], 1.0
+    if image.shape[-1] == 3:
+        return [image @ LUMA], LUMA_GAIN
+    return [image[..., c] for c in range(image.shape[-1])], 1.0
+
+
 def wavelet_sigma(image):
-    """The wavelet estimate of an image's noise level: colour in luma, scaled back; other
-    channel counts averaged over channels. No clipping correction."""
+    """The wavelet estimate of an image's noise level over the whole image: colour in luma,
+    scaled back; other channel counts averaged over channels. No clipping correction."""
     from skimage.restoration import estimate_sigma as wavelet_estimate
 
-    if image.ndim == 3 and image.shape[-1] == 3:
-        return float(wavelet_estimate(image @ LUMA) / LUMA_GAIN)
-    channel_axis = -1 if image.ndim == 3 else None
-    return float(wavelet_estimate(image, channel_axis=channel_axis, average_sigmas=True))
+    planes, gain = _channels(image)
+    return float(np.mean([wavelet_estimate(plane) for plane in planes]) / gain)
+
+
+# The flattest blocks: the finest diagonal wavelet coefficients cut into BLOCK x BLOCK blocks
+# (2 * BLOCK pixels a side), the FLAT_PERCENTILE-th percentile of the blocks' estimates (chosen
+# on Photos1k/val). Left out: blocks mostly of exact zeros (constant areas hold no noise) and
+# blocks with over MAX_CLIPPED of their pixels at 0 or 1, whose clipped noise reads low (a low
+# percentile would pick them). With fewer than MIN_BLOCKS blocks left, the whole-image estimate.
+BLOCK = 16
+FLAT_PERCENTILE = 10
+MAX_CLIPPED = 0.02
+MIN_BLOCKS = 16
+_MAD = 0.6744897501960817  # the median of |N(0, 1)|
+
+
+def _blocks(array, side):
+    """`array`'s whole side x side blocks, one per row."""
+    rows, columns = array.shape[0] // side, array.shape[1] // side
+    array = array[: rows * side, : columns * side]
+    blocks = array.reshape(rows, side, columns, side).swapaxes(1, 2)
+    return blocks.reshape(rows * columns, side * side)  # explicit: there may be none
+
+
+def _block_percentile(plane, clipped):
+    """The FLAT_PERCENTILE-th percentile of the MAD estimates of a plane's blocks of finest
+    diagonal wavelet coefficients, or None with fewer than MIN_BLOCKS usable blocks. `clipped`
+    marks the plane's pixels at 0 or 1 in any channel."""
+    import pywt
+
+    detail = _blocks(np.abs(pywt.dwt2(plane, "db2")[1][2]), BLOCK)
+    clipped_share = _blocks(clipped, 2 * BLOCK).mean(axis=1)
+    count = min(len(detail), len(clipped_share))
+    detail, clipped_share = detail[:count], clipped_share[:count]
+    usable = (np.count_nonzero(detail, axis=1) > detail.shape[1] // 2) & (
+        clipped_share <= MAX_CLIPPED
+    )
+    if usable.sum() < MIN_BLOCKS:
+        return None
+    detail = np.where(detail[usable] > 0, detail[usable], np.nan)  # zeros left out, as skimage
+    return float(np.percentile(np.nanmedian(detail, axis=1), FLAT_PERCENTILE) / _MAD)
+
+
+@functools.cache
+def _block_gain():
+    """What the block percentile reads on seeded unit Gaussian noise (below 1: the lowest
+    blocks of pure noise read low by chance)."""
+    unit = np.random.default_rng(0).standard_normal((64 * BLOCK, 64 * BLOCK), dtype=np.float32)
+    return _block_percentile(unit, np.zeros(unit.shape, bool))
+
+
+def block_sigma(image):
+    """The noise level of an image's flattest blocks (colour in luma, scaled back; other channel
+    counts averaged over channels), or None where too few blocks are usable. No clipping
+    correction."""
+    planes, gain = _channels(image)
+    clipped = (image <= 0) | (image >= 1)
+    if image.ndim == 3:
+        clipped = clipped.any(axis=-1)
+    levels = [_block_percentile(plane, clipped) for plane in planes]
+    if any(level is None for level in levels):
+        return None
+    return float(np.mean(levels) / _block_gain() / gain)
+
+
+def flat_block_sigma(image):
+    """The measure of `estimate_sigma` for most photos: the flattest blocks' level or the whole
+    image's, whichever is lower (leaving clipped blocks out may leave only textured ones).
+    No clipping correction."""
+    whole = wavelet_sigma(image)
+    blocks = block_sigma(image)
+    return whole if blocks is None else min(blocks, whole)
 
 
 # The clipping correction: the image smoothed by a Gaussian of this width (pixels) stands for
@@ -96,10 +196,10 @@ def _mosaic(image):
     )
 
 
-def clipping_corrected(image, measured):
+def clipping_corrected(image, measured, measure=wavelet_sigma):
     """The noise level sigma whose clipped simulation measures `measured`: seeded noise of level
     sigma is added to the smoothed image and clipped to [0, 1] as saving clips it, and the same
-    estimator reads the result. Where nothing is near black or white the simulation measures
+    estimator (`measure`) reads the result. Where nothing is near black or white the simulation measures
     sigma itself and the estimate is unchanged; near them it measures less, and sigma grows to
     match. The seed is fixed, so an image always gives the same estimate. Images over
     CLIP_PIXELS are simulated on a mosaic of evenly spaced tiles of theirs."""
@@ -111,7 +211,7 @@ def clipping_corrected(image, measured):
     unit = np.random.default_rng(0).standard_normal(image.shape, dtype=np.float32)
     sigma = measured
     for _ in range(CLIP_STEPS):
-        kept = wavelet_sigma(np.clip(base + sigma * unit, 0, 1)) / sigma  # at most about 1
+        kept = measure(np.clip(base + sigma * unit, 0, 1)) / sigma  # at most about 1
         # a fifth kept at the least: beyond that, the image holds too little to go on
         updated = measured / min(max(kept, 0.2), 1.0)
         if abs(updated - sigma) < CLIP_TOLERANCE:

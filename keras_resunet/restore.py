@@ -295,7 +295,9 @@ def _restore_one(path, index, planned, denoiser, degradation, options, result):
         if options.sigma is not None:
             result.sigma = options.sigma
         else:
-            result.sigma = estimate_sigma(pixels)
+            # noise added here was never compressed
+            quality = None if options.noisy_demo else image.stored_quality
+            result.sigma = estimate_sigma(pixels, stored_quality=quality)
             result.sigma_estimated = True
         denoiser = denoiser.at_sigma(result.sigma)
     restored = restore_image(
@@ -319,6 +321,7 @@ def _restore_through_operator(image, index, target, degraded_path, denoiser, opt
     operator, scale = options.operator, options.operator.scale
     check_kernel(operator.kernel, image.pixels.shape, nonnegative=False)
     pixels, clean, boundary = image.pixels, None, "symmetric"
+    stored_quality = image.stored_quality
     if options.noisy_demo:
         height, width = (side - side % scale for side in pixels.shape[:2])
         clean, boundary = pixels[:height, :width], "circular"
@@ -327,11 +330,11 @@ def _restore_through_operator(image, index, target, degraded_path, denoiser, opt
             image = dataclasses.replace(image, alpha=image.alpha[:height, :width])
         sigma = PNP_DEMO_SIGMA if options.sigma is None else options.sigma
         demo = PlugAndPlay(denoiser, operator, sigma, boundary="circular")
-        pixels = demo.degrade(clean, [options.seed, index])
+        pixels, stored_quality = demo.degrade(clean, [options.seed, index]), None
     if options.sigma is not None:
         result.sigma = options.sigma
     else:
-        result.sigma = estimate_sigma(pixels)
+        result.sigma = estimate_sigma(pixels, stored_quality=stored_quality)
         result.sigma_estimated = True
     solver = PlugAndPlay(
         denoiser,

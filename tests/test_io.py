@@ -151,3 +151,48 @@ def test_ten_bit_heic_colour_is_read_in_8_bits_and_said(tmp_path):
         "10-bit colour is read as 8 bits per channel: written in 8 bits",
     )
     assert np.abs(image.pixels - rgb / 65535).mean() < 0.05  # lossy, chroma halved
+
+
+@pytest.mark.parametrize("quality", [25, 40, 50, 60, 75, 85, 89, 90, 92, 95, 98])
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_a_jpegs_quality_is_read_from_its_tables(tmp_path, quality, subsampling):
+    path = tmp_path / "q.jpg"
+    Image.fromarray(io.to_uint8(smooth_image(32, 40))).save(
+        path, quality=quality, subsampling=subsampling
+    )
+    assert abs(io.read_image_file(path).stored_quality - quality) <= 1
+
+
+def _saved_in(path, **options):
+    Image.fromarray(io.to_uint8(smooth_image(32, 40))).save(path, **options)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "expected"),
+    [
+        ("a.png", {}, None),
+        ("a.tif", {}, None),
+        ("a.bmp", {}, None),
+        ("lossless.webp", {"lossless": True}, None),
+        ("lossy.webp", {"quality": 90}, 0),
+        ("a.avif", {"quality": 90}, 0),
+        ("a.heic", {"quality": 90}, 0),
+        ("a.jxl", {"quality": 90}, 0),
+        ("gray.jpg", {"quality": 80}, 80),
+    ],
+)
+def test_lossy_files_say_so_and_lossless_ones_do_not(tmp_path, name, options, expected):
+    path = _saved_in(tmp_path / name, **options)
+    if name == "gray.jpg":
+        Image.open(path).convert("L").save(path, quality=80)
+    image = io.read_image_file(path)
+    assert image.stored_quality == expected
+    assert image.lossless == (name == "lossless.webp")
+
+
+def test_the_ijg_table_sum_is_libjpegs(tmp_path):
+    # quality 50 is the unscaled table
+    path = _saved_in(tmp_path / "q50.jpg", quality=50)
+    with Image.open(path) as image:
+        assert sum(image.quantization[0]) == io._IJG_LUMA_SUM

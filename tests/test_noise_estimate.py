@@ -8,37 +8,47 @@ from keras_resunet.models import build_resunet
 from tests.support import smooth_image
 
 
-def _data_root(tmp_path, count=4):
+def _data_root(tmp_path, count=4, size=(64, 72)):
     folder = tmp_path / "data" / "Photos1k" / "val" / "source"
     folder.mkdir(parents=True)
     for index in range(count):
-        image = np.round(smooth_image(64, 72, seed=index) * 255).astype(np.uint8)
+        image = np.round(smooth_image(*size, seed=index) * 255).astype(np.uint8)
         Image.fromarray(image).save(folder / f"{index}.png")
     return tmp_path / "data"
 
 
-def test_quick_report_reads_subsampled_jpegs_in_luma_and_corrects_for_clipping(tmp_path):
-    root = _data_root(tmp_path)
+def test_quick_report_compares_both_measures_and_names_the_one_denoise_uses(tmp_path):
+    root = _data_root(tmp_path, size=(160, 192))  # 30 blocks: the block measure applies
     build_resunet(base_filters=4, depth=2, noise_level_map=True).save(tmp_path / "nm.keras")
     out = tmp_path / "out"
     args = ["--model", str(tmp_path / "nm.keras"), "--data-root", str(root), "--out", str(out)]
     assert noise_estimate.main([*args, "--quick"]) == 0
-    rows = json.loads((out / "summary.json").read_text())["rows"]
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["rows"]
     assert set(rows) == {f"{s}/{label}" for s in (0, 25) for label in noise_estimate.FORMATS}
-    png, jpeg = rows["25/PNG"], rows["25/JPEG q95 4:2:0"]
-    assert abs(png["luma_mean_255"] - 25) < 2.5 and abs(png["channels_mean_255"] - 25) < 2.5
-    # subsampled chroma hides noise from the per-channel estimate, not from the luma one
-    assert jpeg["channels_mean_255"] < 20 and jpeg["luma_mean_255"] > 22.5
-    assert jpeg["luma_median_error"] < 0.1 < jpeg["channels_median_error"]
-    assert rows["0/PNG"]["luma_mean_255"] < 2 and rows["0/PNG"]["luma_median_error"] is None
-    for row in rows.values():  # the clipping correction only raises the luma estimate
-        assert row["corrected_mean_255"] >= row["luma_mean_255"]
-    assert abs(png["corrected_mean_255"] - 25) < 2.5
-    assert rows["25/PNG"]["restored_crops"] == 2
+    for name in ("whole", "blocks"):
+        assert abs(rows["25/PNG"][f"{name}_mean_255"] - 25) < 2.5
+        assert (
+            rows["0/PNG"][f"{name}_mean_255"] < 2 and rows["0/PNG"][f"{name}_median_error"] is None
+        )
+    used = {key.split("/", 1)[1]: row["used"] for key, row in rows.items()}
+    assert used == {
+        "PNG": "blocks",
+        "JPEG q95 4:2:0": "blocks",
+        "JPEG q90 4:2:0": "blocks",
+        "JPEG q85 4:2:0": "whole",
+        "JPEG q75 4:2:0": "whole",
+    }
+    assert summary["fine_quality"] == 90 and rows["25/PNG"]["restored_crops"] == 2
     readme = (out / "README.md").read_text()
-    error = jpeg["channels_median_error"]
-    assert f"| 25 | JPEG q95 4:2:0 | {jpeg['channels_mean_255']:.1f} ({error:.2f}) |" in readme
-    assert f"| {jpeg['psnr_true_sigma']:.2f} | {jpeg['psnr_channels_sigma']:.2f} |" in readme
+    jpeg = rows["25/JPEG q75 4:2:0"]
+    whole, blocks = (
+        f"{jpeg[f'{name}_mean_255']:.1f} ({jpeg[f'{name}_median_error']:.2f})"
+        for name in ("whole", "blocks")
+    )
+    assert f"| 25 | JPEG q75 4:2:0 | {whole} | {blocks} | whole image |" in readme
+    scores = f"{jpeg['psnr_whole_sigma']:.2f} | {jpeg['psnr_blocks_sigma']:.2f}"
+    assert f"| {jpeg['psnr_true_sigma']:.2f} | {scores} | whole image |" in readme
 
 
 def test_a_model_without_a_noise_level_input_is_refused_before_any_work(tmp_path, capsys):

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resunet.noise_level import check_sigma, estimate_sigma, wavelet_sigma
+from keras_resunet.noise_level import (
+    block_sigma,
+    check_sigma,
+    estimate_sigma,
+    flat_block_sigma,
+    wavelet_sigma,
+)
 from tests.support import smooth_image
 
 
@@ -64,18 +70,18 @@ def test_noise_clipped_by_saving_is_estimated_at_its_level(size, contrast, sigma
     saved, _ = _saved(clean, sigma_255, seed=sigma_255)
     assert estimate_sigma(saved) == pytest.approx(sigma_255 / 255, rel=0.15)
     # the correction only ever raises the measure, and stays with it where nothing clips
-    assert estimate_sigma(saved) >= wavelet_sigma(saved)
+    assert estimate_sigma(saved) >= flat_block_sigma(saved)
 
 
 @pytest.mark.parametrize("sigma_255", [5, 15, 25])
 def test_the_clipping_correction_leaves_unclipped_images_alone(sigma_255):
     clean = 0.3 + 0.4 * smooth_image(96, 112, seed=2)  # far from black and white
     saved, _ = _saved(clean, sigma_255)
-    assert estimate_sigma(saved) == pytest.approx(wavelet_sigma(saved), rel=0.03)
+    assert estimate_sigma(saved) == pytest.approx(flat_block_sigma(saved), rel=0.03)
     bright = np.clip(smooth_image(96, 112) + 0.3, 0, 1)
     _, outside = _saved(bright, sigma_255)
     assert outside.max() > 1  # values beyond [0, 1]: the noise was not clipped, nothing to undo
-    assert estimate_sigma(outside) == wavelet_sigma(outside)
+    assert estimate_sigma(outside) == flat_block_sigma(outside)
     assert estimate_sigma(saved) == estimate_sigma(saved.copy())  # seeded: always the same
 
 
@@ -116,3 +122,71 @@ def test_large_images_are_corrected_on_a_mosaic_as_on_the_whole(shape, monkeypat
     assert mosaic.shape[2:] == saved.shape[2:] and mosaic.shape[0] % 32 == mosaic.shape[1] % 32 == 0
     assert mosaic.shape[0] * mosaic.shape[1] > 50_000  # the budget is used
     assert estimate_sigma(saved) == pytest.approx(whole, rel=0.03)
+
+
+def _textured(size, texture_share, seed=0):
+    """A smooth image whose right `texture_share` of columns carries a fixed fine texture (what
+    a noise estimate must not read as noise)."""
+    height, width = size
+    clean = 0.3 + 0.4 * smooth_image(height, width, seed=seed)[..., :3]
+    start = int(width * (1 - texture_share))
+    texture = np.random.default_rng(100 + seed).uniform(-0.08, 0.08, (height, width - start, 1))
+    clean[:, start:] += texture.astype(np.float32)
+    return clean
+
+
+@pytest.mark.parametrize("size", [(256, 256), (300, 420)])
+@pytest.mark.parametrize("texture_share", [0.6, 0.75])
+@pytest.mark.parametrize("sigma_255", [0, 5, 15])
+def test_texture_does_not_raise_the_estimate(size, texture_share, sigma_255):
+    clean = _textured(size, texture_share)
+    saved, _ = _saved(clean, sigma_255)
+    assert wavelet_sigma(saved) > sigma_255 / 255 + 4 / 255  # the whole image reads the texture
+    assert estimate_sigma(saved) == pytest.approx(sigma_255 / 255, rel=0.15, abs=1.5 / 255)
+
+
+@pytest.mark.parametrize("quality", [0, 50, 75, 89])
+def test_photos_a_codec_stored_at_low_quality_are_measured_over_the_whole_image(quality):
+    saved, _ = _saved(_textured((256, 256), 0.7), 5)
+    whole = estimate_sigma(saved, stored_quality=quality)
+    assert whole == pytest.approx(estimate_sigma(saved, stored_quality=0))
+    assert whole >= wavelet_sigma(saved) > estimate_sigma(saved) + 4 / 255
+
+
+@pytest.mark.parametrize("quality", [90, 95, 100, None])
+def test_lossless_and_fine_quality_photos_are_measured_on_their_flattest_blocks(quality):
+    saved, _ = _saved(_textured((256, 256), 0.7), 5)
+    assert estimate_sigma(saved, stored_quality=quality) == estimate_sigma(saved)
+    assert estimate_sigma(saved) == pytest.approx(5 / 255, rel=0.15)
+
+
+@pytest.mark.parametrize("shape", [(128, 128, 3), (256, 384, 3), (500, 700, 1), (300, 260)])
+@pytest.mark.parametrize("sigma_255", [2, 10, 40])
+def test_the_flattest_blocks_of_pure_noise_read_its_level(shape, sigma_255):
+    noisy = 0.5 + np.random.default_rng(sigma_255).normal(0, sigma_255 / 255, shape)
+    # 16 blocks in the smallest: a percentile of few blocks varies more
+    assert block_sigma(noisy.astype(np.float32)) == pytest.approx(sigma_255 / 255, rel=0.08)
+
+
+@pytest.mark.parametrize(
+    "shape", [(16, 16, 3), (20, 300, 3), (300, 20), (64, 64, 3), (40, 500, 3), (100, 100, 1)]
+)
+def test_images_with_too_few_blocks_are_measured_whole(shape):
+    saved, _ = _saved(np.full(shape, 0.5, np.float32), 10)
+    assert block_sigma(saved) is None
+    assert flat_block_sigma(saved) == wavelet_sigma(saved)
+
+
+@pytest.mark.parametrize("sigma_255", [15, 30])
+@pytest.mark.parametrize("black_share", [0.3, 0.6])
+def test_blocks_with_clipped_noise_are_left_out(sigma_255, black_share, monkeypatch):
+    from keras_resunet import noise_level
+
+    # black (noise clipped away by half) and mid-grey: a low percentile of all blocks would
+    # pick the black ones
+    clean = np.full((256, 320, 3), 0.5, np.float32)
+    clean[:, : int(320 * black_share)] = 0.0
+    saved, _ = _saved(clean, sigma_255)
+    assert block_sigma(saved) == pytest.approx(sigma_255 / 255, rel=0.08)
+    monkeypatch.setattr(noise_level, "MAX_CLIPPED", 1.0)
+    assert block_sigma(saved) < 0.75 * sigma_255 / 255

@@ -325,3 +325,31 @@ def test_a_fixed_level_model_says_it_ignores_sigma(inputs, tiny_model, tmp_path)
     results = restore_files([inputs / "color.png"], tmp_path / "o", options, lines.append)
     assert results[0].error is None and results[0].sigma is None
     assert "no noise-level input" in lines[0]
+
+
+@pytest.mark.parametrize("deblur", [False, True])
+def test_the_estimate_is_measured_as_the_files_codec_allows(tmp_path, deblur):
+    from keras_resunet.noise_level import estimate_sigma
+    from keras_resunet.operators import BlurOperator
+
+    build_resunet(base_filters=4, depth=2, noise_level_map=True).save(tmp_path / "nm.keras")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    # fine texture on most of the picture: measured whole, it reads as noise
+    clean = 0.3 + 0.4 * smooth_image(128, 128)
+    clean[:, 40:] += np.random.default_rng(1).uniform(-0.08, 0.08, (128, 88, 1)).astype(np.float32)
+    noisy = clean + np.random.default_rng(0).normal(0, 5 / 255, clean.shape)
+    picture = Image.fromarray(io.to_uint8(noisy))
+    picture.save(folder / "a.png")
+    picture.save(folder / "fine.jpg", quality=95)
+    picture.save(folder / "coarse.jpg", quality=75)
+    operator = BlurOperator(np.full((3, 3), 1 / 9, np.float32)) if deblur else None
+    options = RestoreOptions(model=str(tmp_path / "nm.keras"), operator=operator, iterations=1)
+    results = restore_files([folder], tmp_path / "o", options, log=lambda _: 0)
+    assert all(result.error is None for result in results)
+    sigmas = {result.source.name: result.sigma for result in results}
+    for name, used, other in (("a.png", None, 0), ("fine.jpg", 95, 0), ("coarse.jpg", 0, None)):
+        pixels = io.read_image_file(folder / name).pixels
+        assert sigmas[name] == pytest.approx(estimate_sigma(pixels, stored_quality=used))
+        # the other measure differs: the check above tells which was used
+        assert abs(estimate_sigma(pixels, stored_quality=other) / sigmas[name] - 1) > 0.2, name
