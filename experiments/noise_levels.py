@@ -233,7 +233,8 @@ half-width residual branches: 1.67 M to 2.37 M parameters), after 168,000 steps 
 each time its extra features were read by zero weights at first, so it went on from what it
 computed. Training: 96x96 patches (the start model saw 64x64), batch 16, Adam with a cosine decay
 (2e-4; 1e-4 after the growths and for the first run on the new photos below; 5e-5 from
-279,000 steps on) and gradient clipping at 1.0, sigma uniform on [0, 75/255]
+279,000 steps on; 3e-5 after a 500-step linear warmup from 316,000 on) and gradient clipping
+at 1.0, sigma uniform on [0, 75/255]
 per patch, a quarter of the inputs clipped and rounded to 8 bits. The loss was MSE for the first
 96,000 steps, then minus each patch's PSNR (capped at 40 dB): MSE weighs a dB gained at sigma 50
 about four times as much as one at sigma 15, and the A/B runs below showed the PSNR loss moving
