@@ -5,9 +5,8 @@ photo as cameras and editors save it, and what that costs the restoration.
         [--data-root DIR] [--out results/noise_estimate] [--quick]
 
 On the validation photos (Photos1k/val; never a test set): each photo gets seeded Gaussian noise
-(image i: seed (0, i)), is rounded to 8 bits and saved as PNG or as JPEG (quality 95 / 90 / 75,
-chroma subsampled 4:2:0 as cameras and most editors write it, and quality 95 at 4:4:4), then
-decoded. Two estimators read each decoded photo, both in luma and corrected for clipping
+(image i: seed (0, i)), is rounded to 8 bits and saved as PNG or as JPEG (quality 95 / 90 / 85 /
+75, chroma subsampled 4:2:0 as cameras and most editors write it), then decoded. Two estimators read each decoded photo, both in luma and corrected for clipping
 (`keras_resunet.noise_level.estimate_sigma`): over the whole image, and over its flattest blocks;
 `resunet denoise` without `--sigma` uses the first for JPEGs under quality FINE_QUALITY and the
 second for the rest. On the centre 256x256 crops of the first
@@ -26,7 +25,7 @@ import numpy as np
 from experiments import common
 from keras_resunet import data, datasets, degradations, metrics, provenance
 from keras_resunet.io import write_text_atomically
-from keras_resunet.noise_level import FINE_QUALITY, estimate_sigma
+from keras_resunet.noise_level import FINE_QUALITY, estimate_sigma, measured_whole
 
 VALIDATION = "Photos1k/val"
 SIGMAS_255 = (0, 5, 15, 25, 50, 75)
@@ -55,8 +54,7 @@ ESTIMATORS = {
 
 def used_estimator(options):
     """The estimator `resunet denoise` uses for a file saved with these options."""
-    quality = None if options is None else options["quality"]
-    return "whole" if quality is not None and quality < FINE_QUALITY else "blocks"
+    return "whole" if measured_whole(None if options is None else options["quality"]) else "blocks"
 
 
 def saved_as(image, options):

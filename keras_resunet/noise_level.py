@@ -26,11 +26,18 @@ MIN_SIDE = 16
 # sigma * |LUMA| (0.6686 sigma) in luma.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 LUMA_GAIN = float(np.linalg.norm(LUMA))
+_MAD = 0.6744897501960817  # the median of |N(0, 1)|
 
 
 # A lossy codec under this quality quantises the noise of flat areas away (chosen on
 # Photos1k/val, results/noise_estimate): such photos are measured over the whole image.
 FINE_QUALITY = 90
+
+
+def measured_whole(stored_quality):
+    """Whether `estimate_sigma` measures an image of this `stored_quality` over the whole image
+    (a lossy codec under FINE_QUALITY, or of unknown quality) rather than its flattest blocks."""
+    return stored_quality is not None and stored_quality < FINE_QUALITY
 
 
 def estimate_sigma(image, stored_quality=None):
@@ -69,8 +76,7 @@ def estimate_sigma(image, stored_quality=None):
             f"image of {image.shape[0]}x{image.shape[1]} is too small to estimate its noise "
             "level: give it with --sigma"
         )
-    whole_image = stored_quality is not None and stored_quality < FINE_QUALITY
-    measure = wavelet_sigma if whole_image else flat_block_sigma
+    measure = wavelet_sigma if measured_whole(stored_quality) else flat_block_sigma
     sigma = measure(image)
     if 0 < sigma and image.min() >= 0 and image.max() <= 1:  # values outside: never clipped
         sigma = clipping_corrected(image, sigma, measure)
@@ -87,13 +93,24 @@ def _channels(image):
     return [image[..., c] for c in range(image.shape[-1])], 1.0
 
 
+def _detail(plane):
+    """|The finest diagonal wavelet coefficients| of a plane (db2, as scikit-image's estimate)."""
+    import pywt
+
+    return np.abs(pywt.dwt2(plane, "db2")[1][2])
+
+
+def _median_level(detail):
+    """The MAD estimate of coefficients, exact zeros left out (as scikit-image's)."""
+    nonzero = detail[detail > 0]
+    return float(np.median(nonzero) / _MAD) if nonzero.size else 0.0
+
+
 def wavelet_sigma(image):
     """The wavelet estimate of an image's noise level over the whole image: colour in luma,
     scaled back; other channel counts averaged over channels. No clipping correction."""
-    from skimage.restoration import estimate_sigma as wavelet_estimate
-
     planes, gain = _channels(image)
-    return float(np.mean([wavelet_estimate(plane) for plane in planes]) / gain)
+    return float(np.mean([_median_level(_detail(plane)) for plane in planes]) / gain)
 
 
 # The flattest blocks: the finest diagonal wavelet coefficients cut into BLOCK x BLOCK blocks
@@ -105,7 +122,6 @@ BLOCK = 16
 FLAT_PERCENTILE = 10
 MAX_CLIPPED = 0.02
 MIN_BLOCKS = 16
-_MAD = 0.6744897501960817  # the median of |N(0, 1)|
 
 
 def _blocks(array, side):
@@ -116,14 +132,11 @@ def _blocks(array, side):
     return blocks.reshape(rows * columns, side * side)  # explicit: there may be none
 
 
-def _block_percentile(plane, clipped):
+def _block_percentile(detail, clipped_share):
     """The FLAT_PERCENTILE-th percentile of the MAD estimates of a plane's blocks of finest
-    diagonal wavelet coefficients, or None with fewer than MIN_BLOCKS usable blocks. `clipped`
-    marks the plane's pixels at 0 or 1 in any channel."""
-    import pywt
-
-    detail = _blocks(np.abs(pywt.dwt2(plane, "db2")[1][2]), BLOCK)
-    clipped_share = _blocks(clipped, 2 * BLOCK).mean(axis=1)
+    diagonal wavelet coefficients (`detail`), or None with fewer than MIN_BLOCKS usable blocks.
+    `clipped_share`: the share of each block's pixels at 0 or 1 in any channel."""
+    detail = _blocks(detail, BLOCK)
     count = min(len(detail), len(clipped_share))
     detail, clipped_share = detail[:count], clipped_share[:count]
     usable = (np.count_nonzero(detail, axis=1) > detail.shape[1] // 2) & (
@@ -140,29 +153,36 @@ def _block_gain():
     """What the block percentile reads on seeded unit Gaussian noise (below 1: the lowest
     blocks of pure noise read low by chance)."""
     unit = np.random.default_rng(0).standard_normal((64 * BLOCK, 64 * BLOCK), dtype=np.float32)
-    return _block_percentile(unit, np.zeros(unit.shape, bool))
+    return _block_percentile(_detail(unit), np.zeros(64 * 64))
+
+
+def _levels(image):
+    """(whole-image level, flattest blocks' level or None) from one transform per plane."""
+    planes, gain = _channels(image)
+    clipped = (image <= 0) | (image >= 1)
+    if image.ndim == 3:
+        clipped = clipped.any(axis=-1)
+    clipped_share = _blocks(clipped, 2 * BLOCK).mean(axis=1)
+    details = [_detail(plane) for plane in planes]
+    whole = float(np.mean([_median_level(detail) for detail in details]) / gain)
+    blocks = [_block_percentile(detail, clipped_share) for detail in details]
+    if any(level is None for level in blocks):
+        return whole, None
+    return whole, float(np.mean(blocks) / _block_gain() / gain)
 
 
 def block_sigma(image):
     """The noise level of an image's flattest blocks (colour in luma, scaled back; other channel
     counts averaged over channels), or None where too few blocks are usable. No clipping
     correction."""
-    planes, gain = _channels(image)
-    clipped = (image <= 0) | (image >= 1)
-    if image.ndim == 3:
-        clipped = clipped.any(axis=-1)
-    levels = [_block_percentile(plane, clipped) for plane in planes]
-    if any(level is None for level in levels):
-        return None
-    return float(np.mean(levels) / _block_gain() / gain)
+    return _levels(image)[1]
 
 
 def flat_block_sigma(image):
     """The measure of `estimate_sigma` for most photos: the flattest blocks' level or the whole
     image's, whichever is lower (leaving clipped blocks out may leave only textured ones).
     No clipping correction."""
-    whole = wavelet_sigma(image)
-    blocks = block_sigma(image)
+    whole, blocks = _levels(image)
     return whole if blocks is None else min(blocks, whole)
 
 
