@@ -186,8 +186,9 @@ def flat_block_sigma(image):
     return whole if blocks is None else min(blocks, whole)
 
 
-# The clipping correction: the image smoothed by a Gaussian of this width (pixels) stands for
-# the clean one; fixed-point steps until the level moves less than TOLERANCE (/255: 0.026).
+# The clipping correction: the image's local means (a Gaussian of this width, pixels) give the
+# clean image, each unclipped for the level tried (`unclipped_mean`); fixed-point steps until the
+# level moves less than TOLERANCE (/255: 0.026).
 CLIP_SMOOTHING = 1.0
 CLIP_STEPS = 8
 CLIP_TOLERANCE = 1e-4
@@ -216,22 +217,51 @@ def _mosaic(image):
     )
 
 
+# The clean levels `unclipped_mean` interpolates between.
+_CLEAN_LEVELS = np.linspace(0.0, 1.0, 257)
+
+
+def clipped_mean(clean, sigma):
+    """The mean of clip(clean + sigma * Z, 0, 1), Z standard normal: noise clipped at black and
+    white lifts dark areas and darkens bright ones."""
+    from scipy.special import ndtr
+
+    below, above = -clean / sigma, (1 - clean) / sigma
+    density = np.exp(-0.5 * below**2) - np.exp(-0.5 * above**2)
+    return (
+        clean * (ndtr(above) - ndtr(below))
+        + sigma * density / np.sqrt(2 * np.pi)
+        + (1 - ndtr(above))
+    )
+
+
+def unclipped_mean(mean, sigma):
+    """The clean level in [0, 1] whose noise of level sigma, clipped to [0, 1], averages `mean`
+    (the inverse of `clipped_mean`, which rises with the clean level)."""
+    levels = clipped_mean(_CLEAN_LEVELS, sigma)
+    return np.interp(mean, levels, _CLEAN_LEVELS).astype(np.float32)
+
+
 def clipping_corrected(image, measured, measure=wavelet_sigma):
     """The noise level sigma whose clipped simulation measures `measured`: seeded noise of level
-    sigma is added to the smoothed image and clipped to [0, 1] as saving clips it, and the same
-    estimator (`measure`) reads the result. Where nothing is near black or white the simulation measures
-    sigma itself and the estimate is unchanged; near them it measures less, and sigma grows to
-    match. The seed is fixed, so an image always gives the same estimate. Images over
-    CLIP_PIXELS are simulated on a mosaic of evenly spaced tiles of theirs."""
+    sigma is added to the clean image as the noisy one gives it and clipped to [0, 1] as saving
+    clips it, and the same estimator (`measure`) reads the result. The clean image: the noisy
+    one's local means, each taken back to the clean level whose clipped noise of level sigma
+    averages it (a smoothed noisy image alone keeps black areas lifted off 0 and under-simulates
+    their clipping). Where nothing is near black or white the simulation measures sigma itself
+    and the estimate is unchanged; near them it measures less, and sigma grows to match. The
+    seed is fixed, so an image always gives the same estimate. Images over CLIP_PIXELS are
+    simulated on a mosaic of evenly spaced tiles of theirs."""
     from scipy.ndimage import gaussian_filter
 
     image = _mosaic(image)
     smoothing = (CLIP_SMOOTHING, CLIP_SMOOTHING) + (0,) * (image.ndim - 2)
-    base = gaussian_filter(image, sigma=smoothing)
+    local_mean = gaussian_filter(image, sigma=smoothing)
     unit = np.random.default_rng(0).standard_normal(image.shape, dtype=np.float32)
     sigma = measured
     for _ in range(CLIP_STEPS):
-        kept = measure(np.clip(base + sigma * unit, 0, 1)) / sigma  # at most about 1
+        clean = unclipped_mean(local_mean, sigma)
+        kept = measure(np.clip(clean + sigma * unit, 0, 1)) / sigma  # at most about 1
         # a fifth kept at the least: beyond that, the image holds too little to go on
         updated = measured / min(max(kept, 0.2), 1.0)
         if abs(updated - sigma) < CLIP_TOLERANCE:

@@ -85,6 +85,31 @@ def test_the_clipping_correction_leaves_unclipped_images_alone(sigma_255):
     assert estimate_sigma(saved) == estimate_sigma(saved.copy())  # seeded: always the same
 
 
+@pytest.mark.parametrize("black_share", [0.5, 0.8])
+@pytest.mark.parametrize("sigma_255", [15, 30, 50, 75])
+def test_large_black_and_white_areas_are_corrected_to_the_level(black_share, sigma_255):
+    # most of the image clipped: the correction must simulate black as black (a smoothed noisy
+    # image lifts it off 0 and reads 16-24% low here)
+    clean = np.clip(smooth_image(192, 256, seed=3) * 0.6 + 0.2, 0, 1)
+    clean[:, : int(256 * black_share)] = 0.0
+    clean[:40] = 1.0
+    saved, _ = _saved(clean, sigma_255, seed=sigma_255)
+    assert estimate_sigma(saved) == pytest.approx(sigma_255 / 255, rel=0.12)
+
+
+@pytest.mark.parametrize("sigma", [0.005, 0.05, 0.2, 0.4])
+def test_clipped_mean_is_the_mean_of_clipped_noise_and_unclipped_mean_undoes_it(sigma):
+    from keras_resunet.noise_level import clipped_mean, unclipped_mean
+
+    clean = np.linspace(0, 1, 21)
+    unit = np.random.default_rng(5).standard_normal((200_000, 1))
+    sampled = np.clip(clean + sigma * unit, 0, 1).mean(axis=0)
+    assert clipped_mean(clean, sigma) == pytest.approx(sampled, abs=3e-3 * max(sigma, 0.1))
+    assert unclipped_mean(clipped_mean(clean, sigma), sigma) == pytest.approx(clean, abs=2e-3)
+    # means no clean level gives (darker than black's clipped noise) stay at the ends
+    assert unclipped_mean(np.array([0.0, 1.0]), sigma) == pytest.approx([0.0, 1.0])
+
+
 @pytest.mark.parametrize("shape", [(96, 80), (96, 80, 1), (96, 80, 2), (96, 80, 4)])
 def test_other_channel_counts_average_their_channels(shape):
     rng = np.random.default_rng(2)
